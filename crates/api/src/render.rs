@@ -1,0 +1,271 @@
+//! Rendering events as OpenAI responses: SSE chunks for a stream, one
+//! `chat.completion` object otherwise. One `Renderer` per answer carries the
+//! answer's single `id`, `created` and `model`.
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::event::{Event, FinishReason, Usage};
+
+/// Where an answer came from and why: the `tandem` object of every response.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct TandemInfo {
+    /// The backend that produced (the end of) the answer.
+    pub route: String,
+    /// The policy rule that decided, or the reason when no policy ran.
+    pub rule: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scores: Option<Value>,
+    /// Entity labels found in the request (never their values).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entities: Vec<String>,
+    /// Whether the decision allowed the text to leave the device.
+    pub cloud_allowed: bool,
+    /// Backends that failed and were replaced, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub handovers: Vec<Handover>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Handover {
+    pub from: String,
+    pub to: String,
+    /// Error kind that caused it (`connect`, `stall`, `interrupted`, …).
+    pub reason: String,
+    /// Whether content had already reached the app.
+    pub after_content: bool,
+}
+
+pub struct Renderer {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+    /// The role chunk opens the stream once, whichever backend starts it.
+    role_sent: bool,
+}
+
+impl Renderer {
+    pub fn new(id: String, created: u64, model: String) -> Self {
+        Renderer {
+            id,
+            created,
+            model,
+            role_sent: false,
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<FinishReason>, extra: Option<(&str, Value)>) -> Vec<u8> {
+        let mut choice = json!({"index": 0, "delta": delta, "finish_reason": finish.map(FinishReason::as_str)});
+        if let Some((k, v)) = extra
+            && let Some(obj) = choice.as_object_mut()
+        {
+            obj.insert(k.to_owned(), v);
+        }
+        let v = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+        });
+        sse_data(&v)
+    }
+
+    /// The first chunk: the role, no content.
+    pub fn role_chunk(&mut self) -> Option<Vec<u8>> {
+        if self.role_sent {
+            return None;
+        }
+        self.role_sent = true;
+        Some(self.chunk(json!({"role": "assistant", "content": ""}), None, None))
+    }
+
+    /// The chunk for one event; `None` for events that are not chunks
+    /// (usage goes in the final chunk).
+    pub fn event_chunk(&mut self, ev: &Event) -> Option<Vec<u8>> {
+        match ev {
+            Event::Text { text, .. } if !text.is_empty() => Some(self.chunk(json!({"content": text}), None, None)),
+            Event::Text { .. } | Event::Usage(_) => None,
+            Event::ToolCall {
+                index,
+                id,
+                name,
+                arguments,
+            } => {
+                let mut call = Map::new();
+                call.insert("index".into(), json!(index));
+                if let Some(id) = id {
+                    call.insert("id".into(), json!(id));
+                    call.insert("type".into(), json!("function"));
+                }
+                let mut function = Map::new();
+                if let Some(name) = name {
+                    function.insert("name".into(), json!(name));
+                }
+                function.insert("arguments".into(), json!(arguments));
+                call.insert("function".into(), Value::Object(function));
+                Some(self.chunk(json!({"tool_calls": [Value::Object(call)]}), None, None))
+            }
+            Event::Logprobs(lp) => Some(self.chunk(json!({}), None, Some(("logprobs", lp.clone())))),
+            Event::Finish(reason) => Some(self.chunk(json!({}), Some(*reason), None)),
+        }
+    }
+
+    /// The closing chunk with usage (when asked for) and the `tandem` object,
+    /// then `[DONE]`.
+    pub fn final_chunks(&self, usage: Option<Usage>, tandem: &TandemInfo) -> Vec<u8> {
+        let mut v = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [],
+            "tandem": tandem,
+        });
+        if let (Some(u), Some(obj)) = (usage, v.as_object_mut()) {
+            obj.insert("usage".into(), json!(u));
+        }
+        let mut out = sse_data(&v);
+        out.extend_from_slice(DONE);
+        out
+    }
+
+    /// An explicit error event: the stream could not be finished. Apps see it
+    /// before `[DONE]`, never a silent cut.
+    pub fn error_chunk(&self, err: &crate::error::ApiError, tandem: &TandemInfo) -> Vec<u8> {
+        let mut v = err.to_value();
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("tandem".into(), json!(tandem));
+        }
+        let mut out = sse_data(&v);
+        out.extend_from_slice(DONE);
+        out
+    }
+}
+
+pub const DONE: &[u8] = b"data: [DONE]\n\n";
+
+pub fn sse_data(v: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"data: ");
+    // Serialising a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, v);
+    out.extend_from_slice(b"\n\n");
+    out
+}
+
+/// Collects events into one `chat.completion` (for non-stream requests).
+#[derive(Debug, Default)]
+pub struct Aggregate {
+    pub text: String,
+    pub tool_calls: Vec<(Option<String>, Option<String>, String)>,
+    pub finish: Option<FinishReason>,
+    pub usage: Usage,
+    pub saw_usage: bool,
+}
+
+impl Aggregate {
+    pub fn push(&mut self, ev: Event) {
+        match ev {
+            Event::Text { text, .. } => self.text.push_str(&text),
+            Event::ToolCall {
+                index,
+                id,
+                name,
+                arguments,
+            } => {
+                let i = index as usize;
+                if self.tool_calls.len() <= i {
+                    self.tool_calls.resize(i + 1, (None, None, String::new()));
+                }
+                let slot = &mut self.tool_calls[i];
+                if id.is_some() {
+                    slot.0 = id;
+                }
+                if name.is_some() {
+                    slot.1 = name;
+                }
+                slot.2.push_str(&arguments);
+            }
+            Event::Logprobs(_) => {}
+            Event::Finish(f) => self.finish = Some(f),
+            Event::Usage(u) => {
+                self.usage.add(u);
+                self.saw_usage = true;
+            }
+        }
+    }
+
+    pub fn into_completion(self, r: &Renderer, tandem: &TandemInfo) -> Value {
+        let mut message = json!({"role": "assistant", "content": self.text});
+        if !self.tool_calls.is_empty()
+            && let Some(obj) = message.as_object_mut()
+        {
+            let calls: Vec<Value> = self
+                .tool_calls
+                .into_iter()
+                .map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}))
+                .collect();
+            obj.insert("tool_calls".into(), Value::Array(calls));
+        }
+        json!({
+            "id": r.id,
+            "object": "chat.completion",
+            "created": r.created,
+            "model": r.model,
+            "choices": [{
+                "index": 0,
+                "message": message,
+                "finish_reason": self.finish.unwrap_or(FinishReason::Stop).as_str(),
+            }],
+            "usage": self.usage,
+            "tandem": tandem,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_share_id_and_created() {
+        let mut r = Renderer::new("chatcmpl-1".into(), 42, "auto".into());
+        let a = r.role_chunk().unwrap();
+        assert!(r.role_chunk().is_none());
+        let b = r.event_chunk(&Event::text("hé")).unwrap();
+        for c in [a, b] {
+            let s = std::str::from_utf8(&c).unwrap();
+            let v: Value = serde_json::from_str(s.strip_prefix("data: ").unwrap().trim()).unwrap();
+            assert_eq!(v["id"], "chatcmpl-1");
+            assert_eq!(v["created"], 42);
+        }
+        let end = r.final_chunks(Some(Usage::new(3, 4)), &TandemInfo::default());
+        assert!(end.ends_with(DONE));
+    }
+
+    #[test]
+    fn aggregate_tool_calls_by_index() {
+        let mut a = Aggregate::default();
+        a.push(Event::ToolCall {
+            index: 0,
+            id: Some("c1".into()),
+            name: Some("f".into()),
+            arguments: "{\"a\"".into(),
+        });
+        a.push(Event::ToolCall {
+            index: 0,
+            id: None,
+            name: None,
+            arguments: ":1}".into(),
+        });
+        a.push(Event::Finish(FinishReason::ToolCalls));
+        let r = Renderer::new("x".into(), 1, "m".into());
+        let v = a.into_completion(&r, &TandemInfo::default());
+        assert_eq!(
+            v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+            "{\"a\":1}"
+        );
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    }
+}

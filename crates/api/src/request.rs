@@ -1,0 +1,345 @@
+//! The chat request as Tandem reads it.
+//!
+//! Only the fields that routing and the local model need are typed; every
+//! other field is kept, in order, in `extra` so the cloud receives the request
+//! exactly as the app sent it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// Largest `max_tokens` any request may ask for. Larger values are a client
+/// mistake (no model here has a context that long), refused with a 400.
+pub const MAX_TOKENS_LIMIT: u32 = 1 << 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stop>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    /// Kept as raw JSON: only its presence matters to routing and to the
+    /// local model (which cannot honour it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_bias: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<Value>,
+    /// Everything Tandem does not interpret, passed through untouched.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Stop {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Stop::One(s) => vec![s.clone()],
+            Stop::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::Developer => "developer",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+            Role::Function => "function",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Message {
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Content>,
+    /// `name`, `tool_calls`, `tool_call_id`, `refusal`, …: passed through.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Message {
+    /// The message's text: a plain string, or its text parts joined by
+    /// newlines. Images and audio parts contribute nothing.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.content {
+            None => "".into(),
+            Some(Content::Text(s)) => s.as_str().into(),
+            Some(Content::Parts(parts)) => {
+                let mut texts = parts.iter().filter_map(|p| p.text.as_deref());
+                match (texts.next(), texts.next()) {
+                    (None, _) => "".into(),
+                    (Some(one), None) => one.into(),
+                    (Some(a), Some(b)) => {
+                        let mut s = format!("{a}\n{b}");
+                        for t in texts {
+                            s.push('\n');
+                            s.push_str(t);
+                        }
+                        s.into()
+                    }
+                }
+            }
+        }
+    }
+
+    /// True when a part is not text (an image, audio, a file).
+    pub fn has_non_text_parts(&self) -> bool {
+        matches!(&self.content, Some(Content::Parts(parts)) if parts.iter().any(|p| p.kind != "text"))
+    }
+
+    pub fn text_message(role: Role, text: impl Into<String>) -> Self {
+        Message {
+            role,
+            content: Some(Content::Text(text.into())),
+            extra: Map::new(),
+        }
+    }
+}
+
+impl ChatRequest {
+    /// Parses and validates a request body. Every failure is a 400 naming
+    /// the offending field (`param`), in the OpenAI error shape.
+    pub fn from_slice(body: &[u8]) -> Result<Self, ApiError> {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        let req: ChatRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let param = (path != ".").then_some(path);
+            if inner.is_syntax() || inner.is_eof() {
+                ApiError::invalid_request(format!("malformed JSON body: {inner}"), None)
+            } else {
+                ApiError::invalid_request(format!("invalid request: {inner}"), param)
+            }
+        })?;
+        req.validate()?;
+        Ok(req)
+    }
+
+    fn validate(&self) -> Result<(), ApiError> {
+        if self.model.is_empty() {
+            return Err(ApiError::invalid_request(
+                "`model` must not be empty",
+                Some("model".into()),
+            ));
+        }
+        if self.messages.is_empty() {
+            return Err(ApiError::invalid_request(
+                "`messages` must contain at least one message",
+                Some("messages".into()),
+            ));
+        }
+        for (field, v) in [
+            ("max_tokens", self.max_tokens),
+            ("max_completion_tokens", self.max_completion_tokens),
+        ] {
+            match v {
+                Some(0) => {
+                    return Err(ApiError::invalid_request(
+                        format!("`{field}` must be at least 1"),
+                        Some(field.into()),
+                    ));
+                }
+                Some(n) if n > MAX_TOKENS_LIMIT => {
+                    return Err(ApiError::invalid_request(
+                        format!("`{field}` must be at most {MAX_TOKENS_LIMIT}"),
+                        Some(field.into()),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if let Some(t) = self.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            return Err(ApiError::invalid_request(
+                "`temperature` must be between 0 and 2",
+                Some("temperature".into()),
+            ));
+        }
+        if let Some(p) = self.top_p
+            && !(p > 0.0 && p <= 1.0)
+        {
+            return Err(ApiError::invalid_request(
+                "`top_p` must be in (0, 1]",
+                Some("top_p".into()),
+            ));
+        }
+        for (field, v) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if let Some(p) = v
+                && !(-2.0..=2.0).contains(&p)
+            {
+                return Err(ApiError::invalid_request(
+                    format!("`{field}` must be between -2 and 2"),
+                    Some(field.into()),
+                ));
+            }
+        }
+        if let Some(n) = self.n
+            && n == 0
+        {
+            return Err(ApiError::invalid_request("`n` must be at least 1", Some("n".into())));
+        }
+        if let Some(stop) = &self.stop {
+            let stops = stop.to_vec();
+            if stops.len() > 4 {
+                return Err(ApiError::invalid_request(
+                    "`stop` takes at most 4 sequences",
+                    Some("stop".into()),
+                ));
+            }
+            if stops.iter().any(|s| s.is_empty()) {
+                return Err(ApiError::invalid_request(
+                    "`stop` sequences must not be empty",
+                    Some("stop".into()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The answer length the app asked for, whichever field it used.
+    pub fn max_tokens(&self) -> Option<u32> {
+        self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    pub fn include_usage(&self) -> bool {
+        self.stream_options.as_ref().is_some_and(|o| o.include_usage)
+    }
+
+    pub fn has_tools(&self) -> bool {
+        self.tools.as_ref().is_some_and(|t| !t.is_empty())
+    }
+
+    /// The text of every message, for scoring; no allocation per message when
+    /// contents are plain strings.
+    pub fn texts(&self) -> impl Iterator<Item = (Role, std::borrow::Cow<'_, str>)> {
+        self.messages.iter().map(|m| (m.role, m.text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_survive_a_round_trip() {
+        let body = br#"{"model":"auto","messages":[{"role":"user","content":"hi","name":"bob"}],
+            "tools":[{"type":"function","function":{"name":"f"}}],"user":"u1","vendor_x":{"a":[1,2]},"seed":7}"#;
+        let req = ChatRequest::from_slice(body).unwrap();
+        assert_eq!(req.seed, Some(7));
+        assert!(req.has_tools());
+        let back = serde_json::to_value(&req).unwrap();
+        assert_eq!(back["user"], "u1");
+        assert_eq!(back["vendor_x"]["a"][1], 2);
+        assert_eq!(back["messages"][0]["name"], "bob");
+        assert_eq!(back["seed"], 7);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases: &[(&[u8], Option<&str>)] = &[
+            (
+                br#"{"model":"a","messages":[{"role":"wizard","content":"x"}]}"#,
+                Some("messages[0].role"),
+            ),
+            (br#"{"model":"a","messages":"hi"}"#, Some("messages")),
+            (br#"{"model":5,"messages":[]}"#, Some("model")),
+            (br#"{"model":"a","messages":[]}"#, Some("messages")),
+            (
+                br#"{"model":"a","messages":[{"role":"user","content":"x"}],"max_tokens":-1}"#,
+                Some("max_tokens"),
+            ),
+            (
+                br#"{"model":"a","messages":[{"role":"user","content":"x"}],"max_tokens":0}"#,
+                Some("max_tokens"),
+            ),
+            (br#"{"model":"a","#, None),
+        ];
+        for (body, param) in cases {
+            let err = ChatRequest::from_slice(body).unwrap_err();
+            assert_eq!(err.status, 400, "{}", String::from_utf8_lossy(body));
+            assert_eq!(err.param.as_deref(), *param, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn text_of_parts_joins_text_only() {
+        let body = br#"{"model":"a","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"b"}]}]}"#;
+        let req = ChatRequest::from_slice(body).unwrap();
+        assert_eq!(req.messages[0].text(), "a\nb");
+        assert!(req.messages[0].has_non_text_parts());
+    }
+}

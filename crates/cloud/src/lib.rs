@@ -1,0 +1,1 @@
+//! The cloud backend: OpenAI-compatible HTTPS endpoints through reqwest and rustls.

@@ -1,0 +1,1 @@
+//! Device signals: battery, charging, power saver, thermal state, available memory.

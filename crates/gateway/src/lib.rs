@@ -1,0 +1,1 @@
+//! The tandem binary: HTTP API, config, wiring of backends and policy.

@@ -1,0 +1,1 @@
+//! The on-device backend: GGUF models through llama-cpp-2.

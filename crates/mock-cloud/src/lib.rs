@@ -1,0 +1,1 @@
+//! An OpenAI-compatible mock server with TLS, fault injection and a request record.
