@@ -162,4 +162,11 @@ pub trait Backend: Send + Sync {
     fn is_local(&self) -> bool;
 
     fn stream(&self, req: Generate) -> BoxFuture<'_, Result<EventStream, BackendError>>;
+
+    /// A non-stream answer as the backend's own OpenAI JSON, for backends
+    /// that speak OpenAI natively (the cloud), so fields Tandem does not know
+    /// reach the app unchanged. `None`: the gateway collects `stream` instead.
+    fn complete_raw(&self, _req: Generate) -> Option<BoxFuture<'_, Result<serde_json::Value, BackendError>>> {
+        None
+    }
 }

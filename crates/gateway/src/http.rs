@@ -1,0 +1,335 @@
+//! The HTTP edge: routes, the security checks in front of them, and the one
+//! place where errors become responses.
+//!
+//! Layer order, outermost first (a request meets them in this order):
+//! 1. `guard` — the `Host` check against DNS rebinding, then the client
+//!    bearer token when one is configured; both before any body is read;
+//! 2. CORS, only when origins are configured (off by default);
+//! 3. the handlers, which read the body themselves so the size limit, the
+//!    content type and a slow-drip timeout all answer in the OpenAI error
+//!    shape instead of axum's plain-text rejections.
+//!
+//! Architecture invariant: only this crate knows axum.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use api::{Aggregate, ApiError, ChatRequest, Event, Renderer, TandemInfo};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::engine::Run;
+use crate::state::AppState;
+
+/// An `ApiError` on its way out: the single place statuses are rendered.
+pub struct HttpError(pub ApiError);
+
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        HttpError(e)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (status, self.0.to_json()).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut app = Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/status", get(status))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    if let Some(cors) = state.security.cors_layer() {
+        app = app.layer(cors);
+    }
+    app.layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if let Err(e) = state.security.check_host(&req) {
+        return HttpError(e).into_response();
+    }
+    // Probes and CORS preflights carry no credentials.
+    let open = matches!(req.uri().path(), "/healthz" | "/readyz") || req.method() == Method::OPTIONS;
+    if !open && let Err(e) = state.security.check_token(req.headers()) {
+        return HttpError(e).into_response();
+    }
+    next.run(req).await
+}
+
+async fn not_found(req: Request) -> HttpError {
+    HttpError(ApiError::not_found(
+        format!("no route for {} {}", req.method(), req.uri().path()),
+        "unknown_url",
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> HttpError {
+    HttpError(ApiError::new(
+        405,
+        "invalid_request_error",
+        Some("method_not_allowed"),
+        format!("method {} is not allowed on {}", req.method(), req.uri().path()),
+    ))
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let ready = state.ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(json!({"ready": ready}))).into_response()
+}
+
+async fn status(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    axum::Json(state.status())
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let created = unix_now();
+    let data: Vec<Value> = state
+        .model_names()
+        .into_iter()
+        .map(|id| json!({"id": id, "object": "model", "created": created, "owned_by": "tandem"}))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data}))
+}
+
+/// Reads a JSON body under the configured size limit and read deadline.
+pub async fn read_json_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::new(
+            415,
+            "invalid_request_error",
+            Some("unsupported_media_type"),
+            format!(
+                "Content-Type must be application/json, got {:?}",
+                if ct.is_empty() { "nothing" } else { ct }
+            ),
+        ));
+    }
+    let limit = state.security.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            413,
+            "invalid_request_error",
+            Some("request_too_large"),
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > limit
+    {
+        return Err(too_large());
+    }
+    let read = axum::body::to_bytes(body, limit);
+    match tokio::time::timeout(state.security.body_timeout, read).await {
+        Err(_) => Err(ApiError::new(
+            408,
+            "invalid_request_error",
+            Some("request_timeout"),
+            "the request body was not received in time",
+        )),
+        Ok(Err(e)) => {
+            // `to_bytes` reports the limit through a boxed error; anything else
+            // is a broken connection, still the client's side.
+            if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit")
+            {
+                Err(too_large())
+            } else {
+                Err(ApiError::invalid_request(
+                    format!("could not read the request body: {e}"),
+                    None,
+                ))
+            }
+        }
+        Ok(Ok(b)) => Ok(b),
+    }
+}
+
+async fn chat_completions(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    match chat(state, headers, body).await {
+        Ok(r) => r,
+        Err(e) => HttpError(e).into_response(),
+    }
+}
+
+async fn chat(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_json_body(&state, &headers, body).await?;
+    let req = ChatRequest::from_slice(&bytes)?;
+    let plan = state.plan(&req, &headers)?;
+    let renderer = Renderer::new(new_id(), unix_now(), req.model.clone());
+    let stream = req.stream;
+    let include_usage = req.include_usage();
+    let mut run = Run::new(req, plan);
+
+    if !stream && let Some(resp) = passthrough(&state, &mut run, &renderer).await {
+        return Ok(resp);
+    }
+    run.start().await?;
+    if stream {
+        Ok(stream_response(run, renderer, include_usage, state.stream_buffer))
+    } else {
+        let mut agg = Aggregate::default();
+        while let Some(ev) = run.next_event().await {
+            agg.push(ev?);
+        }
+        if let Some(u) = run.usage() {
+            agg.usage = u;
+        }
+        let body = agg.into_completion(&renderer, &run.info);
+        Ok(json_response(&run.info, &body))
+    }
+}
+
+/// A non-stream answer from a backend that speaks OpenAI itself (the cloud)
+/// goes back as it came, apart from `model` and the added `tandem` object.
+/// `None` when the first backend does not offer it or failed (the run then
+/// goes on with the next backend).
+async fn passthrough(state: &AppState, run: &mut Run, renderer: &Renderer) -> Option<Response> {
+    let backend = run.peek_backend()?;
+    let fut = backend.complete_raw(api::Generate::new(run.request().clone()))?;
+    let _ = state;
+    run.skip_backend();
+    match fut.await {
+        Ok(mut v) => {
+            run.info.route = backend.name().to_owned();
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("model".into(), Value::String(renderer.model.clone()));
+                obj.insert("tandem".into(), json!(run.info));
+            }
+            Some(json_response(&run.info, &v))
+        }
+        Err(e) => {
+            let allowed = e.failover_allowed();
+            run.note_failure(backend.name(), e);
+            if allowed {
+                None
+            } else {
+                Some(HttpError(run.take_error()).into_response())
+            }
+        }
+    }
+}
+
+fn route_headers(resp: &mut Response, info: &TandemInfo) {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&info.route) {
+        h.insert("x-tandem-route", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&info.rule) {
+        h.insert("x-tandem-rule", v);
+    }
+}
+
+fn json_response(info: &TandemInfo, body: &Value) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = (StatusCode::OK, bytes).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    route_headers(&mut resp, info);
+    resp
+}
+
+/// Streams the run as SSE. A task pumps events into a bounded channel; when
+/// the app disconnects the channel closes, the task returns, and dropping the
+/// backend's stream stops the work behind it.
+fn stream_response(mut run: Run, mut renderer: Renderer, include_usage: bool, buffer: usize) -> Response {
+    let (tx, rx) = mpsc::channel::<Bytes>(buffer);
+    let info_at_start = run.info.clone();
+    tokio::spawn(async move {
+        let send = |bytes: Vec<u8>| {
+            let tx = tx.clone();
+            async move { tx.send(Bytes::from(bytes)).await.is_ok() }
+        };
+        if let Some(role) = renderer.role_chunk()
+            && !send(role).await
+        {
+            return;
+        }
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = tx.closed() => return,
+                ev = run.next_event() => ev,
+            };
+            match next {
+                Some(Ok(Event::Usage(_))) => {}
+                Some(Ok(ev)) => {
+                    if let Some(chunk) = renderer.event_chunk(&ev)
+                        && !send(chunk).await
+                    {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    let _ = send(renderer.error_chunk(&e, &run.info)).await;
+                    return;
+                }
+                None => break,
+            }
+        }
+        let usage = if include_usage {
+            Some(run.usage().unwrap_or_default())
+        } else {
+            None
+        };
+        let _ = send(renderer.final_chunks(usage, &run.info)).await;
+    });
+    let body =
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>));
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    route_headers(&mut resp, &info_at_start);
+    resp
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn new_id() -> String {
+    format!("chatcmpl-{:024x}", rand::random::<u128>() >> 32)
+}
+
+/// How long a body may take to arrive before the request is refused (408).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,0 +1,412 @@
+//! The gateway over fake backends, in process (`app.oneshot`): the request
+//! pipeline, errors, failover and the security checks, without models.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use api::{Backend, BackendError, BackendErrorKind, BoxFuture, Event, EventStream, FinishReason, Generate, Usage};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use gateway::security::Security;
+use gateway::state::{AppState, Probe, Tier, TierHealth, Tiers};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// A scripted step of a fake backend.
+#[derive(Clone)]
+enum Step {
+    Text(&'static str),
+    Fail(BackendErrorKind),
+    Finish,
+    Usage(u32, u32),
+}
+
+struct Fake {
+    name: &'static str,
+    local: bool,
+    /// Refuse at `stream()` time.
+    refuse: Option<BackendErrorKind>,
+    steps: Vec<Step>,
+    calls: AtomicUsize,
+    /// What each call was asked to continue from.
+    seen: Mutex<Vec<Option<String>>>,
+}
+
+impl Fake {
+    fn new(name: &'static str, local: bool, steps: Vec<Step>) -> Arc<Self> {
+        Arc::new(Fake {
+            name,
+            local,
+            refuse: None,
+            steps,
+            calls: AtomicUsize::new(0),
+            seen: Mutex::new(vec![]),
+        })
+    }
+    fn refusing(name: &'static str, local: bool, kind: BackendErrorKind) -> Arc<Self> {
+        Arc::new(Fake {
+            name,
+            local,
+            refuse: Some(kind),
+            steps: vec![],
+            calls: AtomicUsize::new(0),
+            seen: Mutex::new(vec![]),
+        })
+    }
+}
+
+impl Backend for Fake {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn is_local(&self) -> bool {
+        self.local
+    }
+    fn stream(&self, req: Generate) -> BoxFuture<'_, Result<EventStream, BackendError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.seen.lock().unwrap().push(req.continue_from.clone());
+        let name = self.name;
+        let refuse = self.refuse;
+        let steps = self.steps.clone();
+        Box::pin(async move {
+            if let Some(kind) = refuse {
+                return Err(BackendError::upstream(name, kind, "refused"));
+            }
+            let s = futures::stream::iter(steps.into_iter().map(move |s| match s {
+                Step::Text(t) => Ok(Event::text(t)),
+                Step::Fail(k) => Err(BackendError::upstream(name, k, "scripted failure")),
+                Step::Finish => Ok(Event::Finish(FinishReason::Stop)),
+                Step::Usage(p, c) => Ok(Event::Usage(Usage::new(p, c))),
+            }));
+            Ok(Box::pin(s) as EventStream)
+        })
+    }
+}
+
+struct Up;
+impl Probe for Up {
+    fn health(&self) -> TierHealth {
+        TierHealth {
+            ready: true,
+            ..Default::default()
+        }
+    }
+    fn status(&self) -> Value {
+        json!({})
+    }
+}
+
+fn state(tiers: Vec<Arc<Fake>>, default: &str) -> Arc<AppState> {
+    Arc::new(AppState {
+        security: Security {
+            allowed_hosts: vec!["tandem.internal".into()],
+            client_token: None,
+            max_body_bytes: 4096,
+            body_timeout: Duration::from_secs(5),
+            cors_origins: vec![],
+        },
+        tiers: Tiers {
+            tiers: tiers
+                .into_iter()
+                .map(|f| Tier {
+                    name: f.name.to_owned(),
+                    backend: f as Arc<dyn Backend>,
+                    probe: Arc::new(Up),
+                })
+                .collect(),
+            default_tier: Some(default.to_owned()),
+        },
+        stream_buffer: 16,
+        started: std::time::Instant::now(),
+    })
+}
+
+fn post(body: &str) -> Request<Body> {
+    Request::post("/v1/chat/completions")
+        .header("host", "127.0.0.1:8080")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+async fn send(state: &Arc<AppState>, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+    let resp = gateway::http::router(state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn sse_json(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+fn sse_text(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect()
+}
+
+const CHAT: &str = r#"{"model":"auto","messages":[{"role":"user","content":"hi"}]}"#;
+const CHAT_STREAM: &str = r#"{"model":"auto","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
+
+#[tokio::test]
+async fn non_stream_answer_has_route_and_tandem_object() {
+    let local = Fake::new(
+        "local-a",
+        true,
+        vec![Step::Text("Hel"), Step::Text("lo"), Step::Usage(3, 2), Step::Finish],
+    );
+    let st = state(vec![local], "local-a");
+    let (status, headers, body) = send(&st, post(CHAT)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-tandem-route"], "local-a");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["usage"]["total_tokens"], 5);
+    assert_eq!(v["tandem"]["route"], "local-a");
+}
+
+#[tokio::test]
+async fn stream_has_one_id_usage_and_done() {
+    let local = Fake::new(
+        "local-a",
+        true,
+        vec![Step::Text("a"), Step::Text("b"), Step::Finish, Step::Usage(1, 2)],
+    );
+    let st = state(vec![local], "local-a");
+    let (status, headers, body) = send(&st, post(CHAT_STREAM)).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+    let events = sse_json(&body);
+    let ids: std::collections::HashSet<_> = events.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(events[0]["choices"][0]["delta"]["role"], "assistant");
+    assert_eq!(sse_text(&events), "ab");
+    let last = events.last().unwrap();
+    assert_eq!(last["usage"]["completion_tokens"], 2);
+    assert_eq!(last["tandem"]["route"], "local-a");
+}
+
+#[tokio::test]
+async fn failure_before_content_is_invisible() {
+    // The cloud fails after an empty chunk; the next backend answers.
+    let cloud = Fake::new(
+        "cloud-a",
+        false,
+        vec![Step::Text(""), Step::Fail(BackendErrorKind::Interrupted)],
+    );
+    let local = Fake::new("local-a", true, vec![Step::Text("fine"), Step::Finish]);
+    let st = state(vec![cloud.clone(), local.clone()], "cloud-a");
+    let plan_req = post(CHAT_STREAM);
+    // `auto` goes to the default tier only; with fallbacks the policy decides,
+    // so exercise the engine directly through a two-backend plan.
+    let _ = plan_req;
+    let plan = gateway::engine::Plan {
+        attempts: vec![cloud.clone(), local.clone()],
+        info: api::TandemInfo {
+            cloud_allowed: true,
+            ..Default::default()
+        },
+        want_token_stats: false,
+    };
+    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
+    let mut run = gateway::engine::Run::new(req, plan);
+    run.start().await.unwrap();
+    let mut text = String::new();
+    while let Some(ev) = run.next_event().await {
+        if let Event::Text { text: t, .. } = ev.unwrap() {
+            text.push_str(&t);
+        }
+    }
+    assert_eq!(text, "fine");
+    assert_eq!(run.info.route, "local-a");
+    assert_eq!(run.info.handovers.len(), 1);
+    assert!(!run.info.handovers[0].after_content);
+    assert_eq!(local.seen.lock().unwrap()[0], None, "nothing was sent: start afresh");
+    drop(st);
+}
+
+#[tokio::test]
+async fn failure_after_content_continues_from_the_text_sent() {
+    let cloud = Fake::new(
+        "cloud-a",
+        false,
+        vec![
+            Step::Text("The answer "),
+            Step::Text("is "),
+            Step::Fail(BackendErrorKind::Stall),
+        ],
+    );
+    let local = Fake::new("local-a", true, vec![Step::Text("42."), Step::Finish]);
+    let plan = gateway::engine::Plan {
+        attempts: vec![cloud.clone(), local.clone()],
+        info: api::TandemInfo {
+            cloud_allowed: true,
+            ..Default::default()
+        },
+        want_token_stats: false,
+    };
+    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
+    let mut run = gateway::engine::Run::new(req, plan);
+    run.start().await.unwrap();
+    let mut text = String::new();
+    while let Some(ev) = run.next_event().await {
+        if let Event::Text { text: t, .. } = ev.unwrap() {
+            text.push_str(&t);
+        }
+    }
+    assert_eq!(text, "The answer is 42.");
+    assert_eq!(local.seen.lock().unwrap()[0].as_deref(), Some("The answer is "));
+    assert_eq!(run.info.handovers.len(), 1);
+    assert!(run.info.handovers[0].after_content);
+    assert_eq!(run.info.handovers[0].reason, "stall");
+}
+
+#[tokio::test]
+async fn local_only_plan_never_calls_the_cloud() {
+    let local = Fake::refusing("local-a", true, BackendErrorKind::Unavailable);
+    let cloud = Fake::new("cloud-a", false, vec![Step::Text("leak"), Step::Finish]);
+    let plan = gateway::engine::Plan {
+        attempts: vec![local.clone(), cloud.clone()],
+        info: api::TandemInfo {
+            cloud_allowed: false,
+            ..Default::default()
+        },
+        want_token_stats: false,
+    };
+    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
+    let mut run = gateway::engine::Run::new(req, plan);
+    let err = run.start().await.unwrap_err();
+    assert_eq!(err.status, 503);
+    assert_eq!(cloud.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn mid_stream_failure_with_no_successor_ends_with_an_error_event() {
+    let local = Fake::new(
+        "local-a",
+        true,
+        vec![Step::Text("partial"), Step::Fail(BackendErrorKind::Interrupted)],
+    );
+    let st = state(vec![local], "local-a");
+    let (status, _, body) = send(&st, post(CHAT_STREAM)).await;
+    assert_eq!(status, 200);
+    let events = sse_json(&body);
+    assert!(events.last().unwrap()["error"]["message"].is_string(), "{body}");
+    assert!(body.ends_with("data: [DONE]\n\n"));
+}
+
+#[tokio::test]
+async fn client_errors_are_openai_shaped() {
+    let st = state(vec![Fake::new("local-a", true, vec![Step::Finish])], "local-a");
+    let cases: Vec<(Request<Body>, u16, Option<&str>)> = vec![
+        (post("{not json"), 400, None),
+        (post(r#"{"model":"auto","messages":[]}"#), 400, Some("messages")),
+        (
+            post(r#"{"model":"auto","messages":[{"role":"user","content":"x"}],"max_tokens":"many"}"#),
+            400,
+            Some("max_tokens"),
+        ),
+        (
+            post(r#"{"model":"gpt-9","messages":[{"role":"user","content":"x"}]}"#),
+            404,
+            Some("model"),
+        ),
+        (
+            post(&format!(
+                r#"{{"model":"auto","messages":[{{"role":"user","content":"{}"}}]}}"#,
+                "x".repeat(5000)
+            )),
+            413,
+            None,
+        ),
+        (
+            Request::post("/v1/chat/completions")
+                .header("host", "localhost")
+                .header("content-type", "text/plain")
+                .body(Body::from(CHAT))
+                .unwrap(),
+            415,
+            None,
+        ),
+        (
+            Request::get("/v1/nothing")
+                .header("host", "localhost")
+                .body(Body::empty())
+                .unwrap(),
+            404,
+            None,
+        ),
+        (
+            Request::get("/v1/chat/completions")
+                .header("host", "localhost")
+                .body(Body::empty())
+                .unwrap(),
+            405,
+            None,
+        ),
+    ];
+    for (req, want, param) in cases {
+        let uri = req.uri().clone();
+        let (status, headers, body) = send(&st, req).await;
+        assert_eq!(status.as_u16(), want, "{uri}: {body}");
+        assert_eq!(headers["content-type"], "application/json", "{uri}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(v["error"]["message"].is_string(), "{uri}: {body}");
+        assert!(v["error"]["type"].is_string(), "{uri}: {body}");
+        assert_eq!(v["error"]["param"].as_str(), param, "{uri}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn host_check_blocks_dns_rebinding() {
+    let st = state(vec![Fake::new("local-a", true, vec![Step::Finish])], "local-a");
+    for (host, want) in [
+        ("evil.example:8080", 403),
+        ("localhost:1", 200),
+        ("tandem.internal", 200),
+        ("[::1]:9", 200),
+    ] {
+        let req = Request::get("/v1/models")
+            .header("host", host)
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, body) = send(&st, req).await;
+        assert_eq!(status.as_u16(), want, "{host}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn models_lists_tiers_and_auto() {
+    let st = state(
+        vec![Fake::new("local-a", true, vec![]), Fake::new("cloud-a", false, vec![])],
+        "local-a",
+    );
+    let req = Request::get("/v1/models")
+        .header("host", "localhost")
+        .body(Body::empty())
+        .unwrap();
+    let (_, _, body) = send(&st, req).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    for want in ["auto", "local", "cloud", "local-a", "cloud-a"] {
+        assert!(ids.contains(&want), "{ids:?}");
+    }
+}
