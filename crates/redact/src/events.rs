@@ -1,0 +1,133 @@
+//! Restoration at the level the gateway works at: the backend's event
+//! stream ([`EventRestorer`]) and a cloud's non-stream OpenAI JSON
+//! ([`restore_completion`]).
+
+use api::Event;
+use serde_json::Value;
+
+use crate::map::PlaceholderMap;
+use crate::restore::{JsonRestorer, Restorer, restore_all, restore_json_all};
+
+/// Restores placeholders in a stream of [`Event`]s: answer text through a
+/// [`Restorer`], each tool call's arguments through its own [`JsonRestorer`].
+///
+/// Order is kept: held text is released before a tool call, a finish or
+/// usage event; held arguments before text, another call, a finish or usage.
+#[derive(Debug, Clone)]
+pub struct EventRestorer {
+    map: PlaceholderMap,
+    text: Restorer,
+    /// The tool call whose arguments are streaming, with its restorer.
+    call: Option<(u32, JsonRestorer)>,
+}
+
+impl EventRestorer {
+    pub fn new(map: &PlaceholderMap) -> Self {
+        EventRestorer {
+            map: map.clone(),
+            text: Restorer::new(map),
+            call: None,
+        }
+    }
+
+    /// The events to send now for `event` (none, when all its text is held).
+    pub fn push(&mut self, event: Event) -> Vec<Event> {
+        let mut out = Vec::new();
+        match event {
+            Event::Text { text, stats } => {
+                self.flush_call(&mut out);
+                let text = self.text.push(&text);
+                if !text.is_empty() || stats.is_some() {
+                    out.push(Event::Text { text, stats });
+                }
+            }
+            Event::ToolCall {
+                index,
+                id,
+                name,
+                arguments,
+            } => {
+                self.flush_text(&mut out);
+                if self.call.as_ref().is_some_and(|(i, _)| *i != index) {
+                    self.flush_call(&mut out);
+                }
+                let (_, r) = self.call.get_or_insert_with(|| (index, JsonRestorer::new(&self.map)));
+                let arguments = r.push(&arguments);
+                if id.is_some() || name.is_some() || !arguments.is_empty() {
+                    out.push(Event::ToolCall {
+                        index,
+                        id,
+                        name,
+                        arguments,
+                    });
+                }
+            }
+            Event::Logprobs(v) => out.push(Event::Logprobs(v)),
+            e @ (Event::Finish(_) | Event::Usage(_)) => {
+                self.flush_text(&mut out);
+                self.flush_call(&mut out);
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    /// Whatever is still held, at the end of the stream.
+    pub fn finish(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.flush_text(&mut out);
+        self.flush_call(&mut out);
+        out
+    }
+
+    fn flush_text(&mut self, out: &mut Vec<Event>) {
+        let text = self.text.finish();
+        if !text.is_empty() {
+            out.push(Event::text(text));
+        }
+    }
+
+    fn flush_call(&mut self, out: &mut Vec<Event>) {
+        if let Some((index, mut r)) = self.call.take() {
+            let arguments = r.finish();
+            if !arguments.is_empty() {
+                out.push(Event::ToolCall {
+                    index,
+                    id: None,
+                    name: None,
+                    arguments,
+                });
+            }
+        }
+    }
+}
+
+/// Restores a non-stream OpenAI `chat.completion` in place: every choice's
+/// `message.content` and `refusal`, and its tool calls' (and legacy
+/// `function_call`'s) arguments, JSON-aware.
+pub fn restore_completion(completion: &mut Value, map: &PlaceholderMap) {
+    if map.is_empty() {
+        return;
+    }
+    let Some(Value::Array(choices)) = completion.get_mut("choices") else {
+        return;
+    };
+    for choice in choices {
+        let Some(msg) = choice.get_mut("message") else { continue };
+        for key in ["content", "refusal"] {
+            if let Some(Value::String(s)) = msg.get_mut(key) {
+                *s = restore_all(s, map);
+            }
+        }
+        if let Some(Value::Array(calls)) = msg.get_mut("tool_calls") {
+            for call in calls {
+                if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
+                    *args = restore_json_all(args, map);
+                }
+            }
+        }
+        if let Some(Value::String(args)) = msg.pointer_mut("/function_call/arguments") {
+            *args = restore_json_all(args, map);
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Turning a request and the scanner's spans into a redacted copy and the
+//! map that undoes it.
+//!
+//! Numbering follows the order in which values are first *flagged*, message
+//! by message: a growing conversation resends its earlier messages, whose
+//! spans come out the same, so earlier values keep their numbers and new ones
+//! take the next. Replacement then covers every occurrence of every value,
+//! flagged or not (an earlier answer, a tool's result, tool-call arguments),
+//! so no value leaves in a place the scanner did not look.
+
+use api::{ChatRequest, Content, Message};
+use serde_json::Value;
+
+use crate::map::{MapBuilder, PlaceholderMap, Span};
+
+/// A request ready for the cloud, and how to restore its answer.
+pub struct Redaction {
+    /// A copy of the request with every value replaced by its placeholder.
+    pub request: ChatRequest,
+    pub map: PlaceholderMap,
+}
+
+/// Replaces every value flagged by `spans` (and every other occurrence of
+/// it) by a typed placeholder. Never fails: spans it cannot use are ignored.
+pub fn redact(req: &ChatRequest, spans: &[Span]) -> Redaction {
+    let mut builder = MapBuilder::default();
+    for (label, value) in flagged_values(req, spans) {
+        builder.add(label, value);
+    }
+    let map = builder.build();
+    let mut request = req.clone();
+    if !map.is_empty() {
+        for m in &mut request.messages {
+            redact_message(m, &map);
+        }
+    }
+    Redaction { request, map }
+}
+
+/// The texts of a message that spans point into, each with its offset in
+/// `Message::text()` (text parts joined by one `"\n"`).
+fn segments(m: &Message) -> Vec<(usize, &str)> {
+    match &m.content {
+        None => Vec::new(),
+        Some(Content::Text(s)) => vec![(0, s.as_str())],
+        Some(Content::Parts(parts)) => {
+            let mut out = Vec::new();
+            let mut off = 0;
+            for t in parts.iter().filter_map(|p| p.text.as_deref()) {
+                out.push((off, t));
+                off += t.len() + 1;
+            }
+            out
+        }
+    }
+}
+
+/// Whether `pos` is a char boundary of the joined text.
+fn is_boundary(segs: &[(usize, &str)], pos: usize) -> bool {
+    segs.iter()
+        .find(|(off, s)| *off <= pos && pos <= off + s.len())
+        .is_some_and(|(off, s)| s.is_char_boundary(pos - off))
+}
+
+/// The flagged values in first-flagged order, with their labels.
+fn flagged_values<'r>(req: &'r ChatRequest, spans: &[Span]) -> Vec<(&'static str, &'r str)> {
+    let mut spans: Vec<Span> = spans.iter().filter(|s| s.byte_start < s.byte_end).copied().collect();
+    // Stable order whatever order the scanner reported them in: by message,
+    // then position, the longer first so it absorbs what it contains.
+    spans.sort_by_key(|s| (s.message, s.byte_start, std::cmp::Reverse(s.byte_end), s.label));
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < spans.len() {
+        let msg = spans[i].message;
+        let mut j = i;
+        while j < spans.len() && spans[j].message == msg {
+            j += 1;
+        }
+        if let Some(m) = req.messages.get(msg) {
+            let segs = segments(m);
+            let valid = spans[i..j]
+                .iter()
+                .filter(|s| is_boundary(&segs, s.byte_start) && is_boundary(&segs, s.byte_end));
+            // Overlapping spans become their union, so no flagged byte is
+            // left in clear.
+            let mut merged: Vec<Span> = Vec::new();
+            for s in valid {
+                match merged.last_mut() {
+                    Some(last) if s.byte_start < last.byte_end => last.byte_end = last.byte_end.max(s.byte_end),
+                    _ => merged.push(*s),
+                }
+            }
+            for s in merged {
+                // A span across text parts hides each part's piece: the
+                // joining "\n" is not in any part.
+                for (off, text) in &segs {
+                    let a = s.byte_start.max(*off);
+                    let b = s.byte_end.min(off + text.len());
+                    if a < b
+                        && let Some(v) = text.get(a - off..b - off)
+                    {
+                        out.push((s.label, v));
+                    }
+                }
+            }
+        }
+        i = j;
+    }
+    out
+}
+
+fn redact_message(m: &mut Message, map: &PlaceholderMap) {
+    match &mut m.content {
+        None => {}
+        Some(Content::Text(s)) => *s = map.redact_str(s),
+        Some(Content::Parts(parts)) => {
+            for t in parts.iter_mut().filter_map(|p| p.text.as_mut()) {
+                *t = map.redact_str(t);
+            }
+        }
+    }
+    // Earlier assistant turns' tool calls (and the legacy `function_call`):
+    // their arguments are a JSON text, in which values may appear escaped;
+    // the map's matcher knows those spellings too.
+    if let Some(Value::Array(calls)) = m.extra.get_mut("tool_calls") {
+        for call in calls {
+            if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
+                *args = map.redact_str(args);
+            }
+        }
+    }
+    if let Some(Value::String(args)) = m.extra.get_mut("function_call").and_then(|f| f.get_mut("arguments")) {
+        *args = map.redact_str(args);
+    }
+}
