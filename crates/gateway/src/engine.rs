@@ -19,7 +19,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use api::{ApiError, Backend, BackendError, ChatRequest, Event, EventStream, Generate, Handover, TandemInfo, Usage};
+use api::{
+    ApiError, Backend, BackendError, BackendErrorKind, ChatRequest, Event, EventStream, Fault, Generate, Handover,
+    TandemInfo, Usage,
+};
 use futures::StreamExt;
 
 /// What routing decided for one request.
@@ -28,15 +31,89 @@ pub struct Plan {
     pub attempts: Vec<Arc<dyn Backend>>,
     /// Route, rule, scores; `cloud_allowed` is the privacy verdict.
     pub info: TandemInfo,
-    /// Ask the local model for token statistics (the cascade reads them).
-    pub want_token_stats: bool,
+    /// Escalate a local answer whose first tokens are unsure (the cascade).
+    pub cascade: Option<Cascade>,
+    /// Cloud backends get a redacted copy of the request (redact-then-cloud).
+    pub redact: Option<Redact>,
+}
+
+/// The cascade's test: the local model starts; its first `hold_tokens`
+/// tokens are held back, and when their mean log-probability is below
+/// `min_mean_logprob` the local answer is dropped before anything is shown
+/// and the next backend (the cloud) answers instead.
+///
+/// Mean log-probability (the per-token log-likelihood, as in perplexity) is
+/// used rather than the lowest probability, which one legitimately rare word
+/// (a name, a number) drags down, or the entropy, which is high wherever many
+/// phrasings are fine.
+#[derive(Debug, Clone, Copy)]
+pub struct Cascade {
+    pub hold_tokens: usize,
+    pub min_mean_logprob: f32,
+}
+
+/// A redacted copy of the request and the map that restores the answer.
+pub struct Redact {
+    pub redaction: redact::Redaction,
+}
+
+impl Redact {
+    pub fn new(req: &ChatRequest, scores: &scoring::Scores) -> Self {
+        let spans: Vec<redact::Span> = scores
+            .entities
+            .iter()
+            .filter(|e| !e.label.is_topic())
+            .map(|e| redact::Span {
+                message: e.message,
+                byte_start: e.byte_start,
+                byte_end: e.byte_end,
+                label: e.label.as_str(),
+            })
+            .collect();
+        Redact {
+            redaction: redact::redact(req, &spans),
+        }
+    }
+}
+
+/// Restores placeholders in a cloud backend's events as they stream.
+fn restoring(inner: EventStream, restorer: redact::EventRestorer) -> EventStream {
+    type Queue = VecDeque<Result<Event, BackendError>>;
+    let state = (inner, restorer, Queue::new(), false);
+    Box::pin(futures::stream::unfold(
+        state,
+        |(mut inner, mut r, mut q, mut done)| async move {
+            loop {
+                if let Some(item) = q.pop_front() {
+                    return Some((item, (inner, r, q, done)));
+                }
+                if done {
+                    return None;
+                }
+                match inner.next().await {
+                    Some(Ok(ev)) => q.extend(r.push(ev).into_iter().map(Ok)),
+                    Some(Err(e)) => {
+                        // What the cloud said before breaking is part of the answer.
+                        q.extend(r.finish().into_iter().map(Ok));
+                        q.push_back(Err(e));
+                        done = true;
+                    }
+                    None => {
+                        q.extend(r.finish().into_iter().map(Ok));
+                        done = true;
+                    }
+                }
+            }
+        },
+    ))
 }
 
 /// One answer in progress.
 pub struct Run {
     request: ChatRequest,
     attempts: VecDeque<Arc<dyn Backend>>,
-    want_token_stats: bool,
+    cascade: Option<Cascade>,
+    redact: Option<Redact>,
     pub info: TandemInfo,
     /// The backend producing events now.
     current: Option<(Arc<dyn Backend>, EventStream)>,
@@ -60,7 +137,8 @@ impl Run {
         Run {
             request,
             attempts: plan.attempts.into(),
-            want_token_stats: plan.want_token_stats,
+            cascade: plan.cascade,
+            redact: plan.redact,
             info: plan.info,
             current: None,
             pending: VecDeque::new(),
@@ -76,6 +154,38 @@ impl Run {
 
     pub fn request(&self) -> &ChatRequest {
         &self.request
+    }
+
+    /// What `backend` is asked: a cloud backend under redact-then-cloud gets
+    /// the redacted copy, and the redacted text already sent to continue.
+    pub fn generate_for(&self, backend: &dyn Backend) -> Generate {
+        let sent = self.content_sent.then(|| self.sent.clone());
+        let want_token_stats = self.cascade.is_some() && backend.is_local() && !self.content_sent;
+        match &self.redact {
+            Some(r) if !backend.is_local() => Generate {
+                request: r.redaction.request.clone(),
+                continue_from: sent.map(|s| r.redaction.map.redact_str(&s)),
+                want_token_stats,
+            },
+            _ => Generate {
+                request: self.request.clone(),
+                continue_from: sent,
+                want_token_stats,
+            },
+        }
+    }
+
+    /// Restores placeholders in a cloud's non-stream answer.
+    pub fn restore_completion(&self, backend: &dyn Backend, completion: &mut serde_json::Value) {
+        if let Some(r) = &self.redact
+            && !backend.is_local()
+        {
+            redact::restore_completion(completion, &r.redaction.map);
+        }
+    }
+
+    pub fn is_cascade(&self) -> bool {
+        self.cascade.is_some()
     }
 
     /// The backend `start` would try first, without taking it.
@@ -143,6 +253,22 @@ impl Run {
             if !self.open(backend.clone()).await {
                 continue;
             }
+            if let Some(c) = self.cascade.filter(|_| backend.is_local() && !self.attempts.is_empty())
+                && !self.confident(c).await
+            {
+                let e = BackendError::new(
+                    backend.name(),
+                    BackendErrorKind::Other,
+                    Fault::Upstream,
+                    "low confidence over the first tokens: escalated",
+                );
+                self.handover_from_current(&e, false);
+                if let Some(h) = self.info.handovers.last_mut() {
+                    h.reason = "low_confidence".into();
+                }
+                self.pending.clear();
+                continue;
+            }
             // Read up to the first content event.
             loop {
                 let Some((_, stream)) = self.current.as_mut() else {
@@ -179,15 +305,58 @@ impl Run {
         }
     }
 
+    /// Reads the local model's first tokens into `pending` and tests their
+    /// mean log-probability. A stream that ends or fails first is judged
+    /// confident: its end or its error is handled as usual afterwards.
+    async fn confident(&mut self, c: Cascade) -> bool {
+        let (mut sum, mut n) = (0.0f32, 0usize);
+        while n < c.hold_tokens {
+            let Some((_, stream)) = self.current.as_mut() else {
+                return true;
+            };
+            match stream.next().await {
+                Some(Ok(ev)) => {
+                    if let Event::Text { stats: Some(st), .. } = &ev {
+                        sum += st.logprob;
+                        n += 1;
+                    }
+                    let finish = matches!(ev, Event::Finish(_));
+                    self.pending.push_back(ev);
+                    if finish {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    // Hand the error to the normal path after the held events.
+                    let restart = futures::stream::iter([Err(e)]);
+                    if let Some((_, s)) = self.current.as_mut() {
+                        *s = Box::pin(restart);
+                    }
+                    return true;
+                }
+                None => break,
+            }
+        }
+        let mean = if n == 0 { 0.0 } else { sum / n as f32 };
+        let ok = n == 0 || mean >= c.min_mean_logprob;
+        tracing::debug!(tokens = n, mean_logprob = mean, escalate = !ok, "cascade check");
+        ok
+    }
+
     /// Starts `backend`; false (with the error recorded) when it refused.
     async fn open(&mut self, backend: Arc<dyn Backend>) -> bool {
-        let generate = Generate {
-            request: self.request.clone(),
-            continue_from: self.content_sent.then(|| self.sent.clone()),
-            want_token_stats: self.want_token_stats,
-        };
+        let generate = self.generate_for(backend.as_ref());
+        let restorer = self
+            .redact
+            .as_ref()
+            .filter(|_| !backend.is_local())
+            .map(|r| redact::EventRestorer::new(&r.redaction.map));
         match backend.stream(generate).await {
             Ok(stream) => {
+                let stream = match restorer {
+                    Some(r) => restoring(stream, r),
+                    None => stream,
+                };
                 self.current = Some((backend, stream));
                 true
             }

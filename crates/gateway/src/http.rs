@@ -52,6 +52,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut app = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
+        .route("/v1/route", post(route))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/status", get(status))
@@ -181,6 +182,20 @@ pub async fn read_json_body(state: &AppState, headers: &HeaderMap, body: Body) -
     }
 }
 
+/// The decision for a chat request, without generating anything.
+async fn route(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        let bytes = read_json_body(&state, &headers, body).await?;
+        let req = ChatRequest::from_slice(&bytes)?;
+        Ok::<_, ApiError>(state.routing.explain(&req, &headers, Some(&state.tiers)))
+    }
+    .await;
+    match result {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => HttpError(e).into_response(),
+    }
+}
+
 async fn chat_completions(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     match chat(state, headers, body).await {
         Ok(r) => r,
@@ -197,7 +212,7 @@ async fn chat(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<Re
     let include_usage = req.include_usage();
     let mut run = Run::new(req, plan);
 
-    if !stream && let Some(resp) = passthrough(&state, &mut run, &renderer).await {
+    if !stream && let Some(resp) = passthrough(&mut run, &renderer).await {
         return Ok(resp);
     }
     run.start().await?;
@@ -220,13 +235,17 @@ async fn chat(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<Re
 /// goes back as it came, apart from `model` and the added `tandem` object.
 /// `None` when the first backend does not offer it or failed (the run then
 /// goes on with the next backend).
-async fn passthrough(state: &AppState, run: &mut Run, renderer: &Renderer) -> Option<Response> {
+async fn passthrough(run: &mut Run, renderer: &Renderer) -> Option<Response> {
     let backend = run.peek_backend()?;
-    let fut = backend.complete_raw(api::Generate::new(run.request().clone()))?;
-    let _ = state;
+    // The cascade needs the local model's tokens, never a cloud's whole body.
+    if run.is_cascade() {
+        return None;
+    }
+    let fut = backend.complete_raw(run.generate_for(backend.as_ref()))?;
     run.skip_backend();
     match fut.await {
         Ok(mut v) => {
+            run.restore_completion(backend.as_ref(), &mut v);
             run.info.route = backend.name().to_owned();
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("model".into(), Value::String(renderer.model.clone()));

@@ -1,1 +1,157 @@
-fn main() {}
+//! The `tandem` command line: `serve`, `route`, `policy check`, `score`.
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gateway::config::{Config, ProcessEnv};
+
+#[derive(Parser)]
+#[command(
+    name = "tandem",
+    version,
+    about = "One OpenAI-compatible endpoint for a device model and a cloud model"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve {
+        /// Configuration file; the embedded defaults when left out.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address, overriding the configuration.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Show the routing decision for a text, without generating anything.
+    Route {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the signals and the reason, not only the route.
+        #[arg(long)]
+        explain: bool,
+        /// The user message.
+        text: String,
+    },
+    /// Policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Score JSON lines from stdin: `{"id","prompt"}` or `{"id","messages"}`;
+    /// one line out per line in.
+    Score {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file against the configured tiers.
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    reexec_with_passive_openmp()?;
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, listen } => {
+            let mut cfg = Config::load(config.as_deref(), &ProcessEnv)?;
+            if let Some(addr) = listen {
+                cfg.server.listen = addr;
+                cfg.check_listen()?;
+            }
+            gateway::logging::init(&cfg.logging)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(gateway::daemon::serve(cfg))
+        }
+        Command::Route { config, explain, text } => {
+            let cfg = Config::load(config.as_deref(), &ProcessEnv)?;
+            let offline = gateway::offline::Offline::new(&cfg)?;
+            let v = offline.route_text(&text);
+            let out = if explain {
+                serde_json::to_string_pretty(&v)?
+            } else {
+                format!(
+                    "{} (rule {}, cloud {})",
+                    v["route"].as_str().unwrap_or(""),
+                    v["rule"].as_str().unwrap_or(""),
+                    v["cloud"].as_str().unwrap_or("")
+                )
+            };
+            println!("{out}");
+            Ok(())
+        }
+        Command::Policy {
+            command: PolicyCommand::Check { file, config },
+        } => {
+            let cfg = Config::load(config.as_deref(), &ProcessEnv)?;
+            match gateway::offline::check_policy(&cfg, &file) {
+                Ok(summary) => {
+                    println!("{}: ok ({summary})", file.display());
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Score { config } => {
+            let cfg = Config::load(config.as_deref(), &ProcessEnv)?;
+            let offline = gateway::offline::Offline::new(&cfg)?;
+            let stdin = std::io::stdin();
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for (n, line) in stdin.lock().lines().enumerate() {
+                let line = line.context("reading stdin")?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v = offline
+                    .score_line(&line)
+                    .map_err(|e| anyhow::anyhow!("stdin line {}: {e}", n + 1))?;
+                serde_json::to_writer(&mut out, &v)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+/// libgomp reads `OMP_WAIT_POLICY` when it is loaded, before `main`; with
+/// its default spin-waiting, local generation collapses tenfold as soon as
+/// anything else wants a core. When it is unset, run this program again with
+/// it set to `passive`.
+fn reexec_with_passive_openmp() -> anyhow::Result<()> {
+    if std::env::var_os("OMP_WAIT_POLICY").is_some() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let exe = std::env::current_exe().context("locating the tandem executable")?;
+        let err = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("OMP_WAIT_POLICY", "passive")
+            .exec();
+        Err(err).context("re-executing with OMP_WAIT_POLICY=passive")
+    }
+    #[cfg(not(unix))]
+    Ok(())
+}

@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use api::{ApiError, Backend, ChatRequest, TandemInfo};
+use api::{ApiError, Backend, ChatRequest};
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::engine::Plan;
+use crate::routing::Routing;
 use crate::security::Security;
 
 /// What routing needs to know about a tier right now, cheaply.
@@ -44,8 +45,6 @@ impl Tier {
 /// The configured tiers, local ones first.
 pub struct Tiers {
     pub tiers: Vec<Tier>,
-    /// The tier `auto` goes to when no policy decides.
-    pub default_tier: Option<String>,
 }
 
 impl Tiers {
@@ -65,6 +64,7 @@ impl Tiers {
 pub struct AppState {
     pub security: Security,
     pub tiers: Tiers,
+    pub routing: Arc<Routing>,
     /// Chunks buffered between a backend and a slow app before the backend
     /// waits (bounded: a stalled app never grows memory).
     pub stream_buffer: usize,
@@ -73,30 +73,8 @@ pub struct AppState {
 
 impl AppState {
     /// The one place where the route is decided.
-    pub fn plan(&self, req: &ChatRequest, _headers: &HeaderMap) -> Result<Plan, ApiError> {
-        let (tier, rule): (&Tier, &str) = match req.model.as_str() {
-            "auto" => {
-                let name = self.tiers.default_tier.as_deref();
-                let tier = name
-                    .and_then(|n| self.tiers.get(n))
-                    .or_else(|| self.tiers.tiers.first())
-                    .ok_or_else(no_tiers)?;
-                (tier, "default-tier")
-            }
-            "local" => (self.tiers.first_local().ok_or_else(|| unknown_model("local"))?, "model"),
-            "cloud" => (self.tiers.first_cloud().ok_or_else(|| unknown_model("cloud"))?, "model"),
-            name => (self.tiers.get(name).ok_or_else(|| unknown_model(name))?, "model"),
-        };
-        Ok(Plan {
-            attempts: vec![tier.backend.clone()],
-            info: TandemInfo {
-                route: tier.name.clone(),
-                rule: rule.to_owned(),
-                cloud_allowed: !tier.is_local(),
-                ..TandemInfo::default()
-            },
-            want_token_stats: false,
-        })
+    pub fn plan(&self, req: &ChatRequest, headers: &HeaderMap) -> Result<Plan, ApiError> {
+        self.routing.plan(req, headers, &self.tiers)
     }
 
     pub fn model_names(&self) -> Vec<String> {
@@ -123,21 +101,21 @@ impl AppState {
             .iter()
             .map(|t| json!({"name": t.name, "local": t.is_local(), "status": t.probe.status()}))
             .collect();
+        let device = self.routing.device.as_ref().map(|d| {
+            let st = d.status();
+            json!({
+                "state": d.current(),
+                "source": st.source,
+                "ok_reads": st.ok_reads,
+                "failed_reads": st.failed_reads,
+                "last_error": st.last_error.map(|e| e.to_string()),
+            })
+        });
         json!({
             "uptime_secs": self.started.elapsed().as_secs(),
             "tiers": tiers,
+            "device": device,
+            "policy": self.routing.status(),
         })
     }
-}
-
-fn unknown_model(name: &str) -> ApiError {
-    ApiError::not_found(
-        format!("the model `{name}` does not exist; GET /v1/models lists the configured ones"),
-        "model_not_found",
-    )
-    .with_param("model")
-}
-
-fn no_tiers() -> ApiError {
-    ApiError::new(503, "server_error", Some("no_backend"), "no backend is configured")
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use api::{Backend, BackendError, BackendErrorKind, BoxFuture, Event, EventStream, FinishReason, Generate, Usage};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use gateway::routing::Routing;
 use gateway::security::Security;
 use gateway::state::{AppState, Probe, Tier, TierHealth, Tiers};
 use http_body_util::BodyExt;
@@ -100,6 +101,22 @@ impl Probe for Up {
 }
 
 fn state(tiers: Vec<Arc<Fake>>, default: &str) -> Arc<AppState> {
+    let tiers = Tiers {
+        tiers: tiers
+            .into_iter()
+            .map(|f| Tier {
+                name: f.name.to_owned(),
+                backend: f as Arc<dyn Backend>,
+                probe: Arc::new(Up),
+            })
+            .collect(),
+    };
+    let local = tiers.first_local().map(|t| t.name.clone()).unwrap_or_default();
+    let policy = format!(
+        "version = 1\ndefault_local = \"{local}\"\n[[rule]]\nname = \"default\"\nwhen = \"true\"\ntarget = \"{default}\"\n"
+    );
+    let targets = Routing::targets_for(&tiers);
+    let routing = Routing::new(&policy, std::path::Path::new("test-policy.toml"), false, targets).unwrap();
     Arc::new(AppState {
         security: Security {
             allowed_hosts: vec!["tandem.internal".into()],
@@ -108,17 +125,8 @@ fn state(tiers: Vec<Arc<Fake>>, default: &str) -> Arc<AppState> {
             body_timeout: Duration::from_secs(5),
             cors_origins: vec![],
         },
-        tiers: Tiers {
-            tiers: tiers
-                .into_iter()
-                .map(|f| Tier {
-                    name: f.name.to_owned(),
-                    backend: f as Arc<dyn Backend>,
-                    probe: Arc::new(Up),
-                })
-                .collect(),
-            default_tier: Some(default.to_owned()),
-        },
+        tiers,
+        routing: Arc::new(routing),
         stream_buffer: 16,
         started: std::time::Instant::now(),
     })
@@ -219,7 +227,8 @@ async fn failure_before_content_is_invisible() {
             cloud_allowed: true,
             ..Default::default()
         },
-        want_token_stats: false,
+        cascade: None,
+        redact: None,
     };
     let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
     let mut run = gateway::engine::Run::new(req, plan);
@@ -256,7 +265,8 @@ async fn failure_after_content_continues_from_the_text_sent() {
             cloud_allowed: true,
             ..Default::default()
         },
-        want_token_stats: false,
+        cascade: None,
+        redact: None,
     };
     let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
     let mut run = gateway::engine::Run::new(req, plan);
@@ -284,7 +294,8 @@ async fn local_only_plan_never_calls_the_cloud() {
             cloud_allowed: false,
             ..Default::default()
         },
-        want_token_stats: false,
+        cascade: None,
+        redact: None,
     };
     let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
     let mut run = gateway::engine::Run::new(req, plan);

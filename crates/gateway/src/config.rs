@@ -1,0 +1,357 @@
+//! The daemon's configuration file (`config/tandem.toml`).
+//!
+//! Raw structs refuse unknown fields; `Config::load` checks them and resolves
+//! relative paths against the file's directory, so nothing is an `Option`
+//! filled in later. Errors name the file, the line when one is known, and the
+//! field.
+//!
+//! With no `--config`, the defaults embedded in the binary are used as if
+//! they were `./config/tandem.toml` (so, from a checkout, the model under
+//! `./models` and the policy in `./config/policy.toml`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The shipped configuration, compiled in.
+pub const EMBEDDED_CONFIG: &str = include_str!("../../../config/tandem.toml");
+/// The shipped policy, used when the configured policy file does not exist.
+pub const EMBEDDED_POLICY: &str = include_str!("../../../config/policy.toml");
+
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {reason}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    logging: LoggingConfig,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    device: device::DeviceConfig,
+    #[serde(default)]
+    local: Vec<local::LocalTierConfig>,
+    #[serde(default)]
+    cloud: Vec<cloud::CloudTierConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    #[serde(default)]
+    client_token_env: Option<String>,
+    #[serde(default)]
+    client_token_file: Option<PathBuf>,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    #[serde(default = "default_body_timeout")]
+    body_timeout_ms: u64,
+    #[serde(default)]
+    cors_origins: Vec<String>,
+    #[serde(default = "default_grace")]
+    shutdown_grace_ms: u64,
+    #[serde(default = "default_stream_buffer")]
+    stream_buffer: usize,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: default_listen(),
+            allowed_hosts: vec![],
+            client_token_env: None,
+            client_token_file: None,
+            max_body_bytes: default_max_body(),
+            body_timeout_ms: default_body_timeout(),
+            cors_origins: vec![],
+            shutdown_grace_ms: default_grace(),
+            stream_buffer: default_stream_buffer(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_body() -> usize {
+    4 << 20
+}
+fn default_body_timeout() -> u64 {
+    30_000
+}
+fn default_grace() -> u64 {
+    10_000
+}
+fn default_stream_buffer() -> usize {
+    32
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// A tracing filter (`info`, `tandem=debug,warn`, …).
+    #[serde(default = "default_level")]
+    pub level: String,
+    #[serde(default)]
+    pub json: bool,
+    /// Prompts and answers are never logged unless this is true.
+    #[serde(default)]
+    pub log_content: bool,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: default_level(),
+            json: false,
+            log_content: false,
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    file: Option<PathBuf>,
+    /// Seconds between checks of the policy file for changes.
+    #[serde(default)]
+    reload_ms: Option<u64>,
+}
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Where it came from, for messages (`<embedded>` for the defaults).
+    pub source: String,
+    pub server: ServerConfig,
+    pub logging: LoggingConfig,
+    pub policy_file: PathBuf,
+    pub policy_reload: Duration,
+    pub device: device::DeviceConfig,
+    pub local: Vec<local::LocalTierConfig>,
+    pub cloud: Vec<cloud::CloudTierConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub allowed_hosts: Vec<String>,
+    pub client_token: Option<String>,
+    pub max_body_bytes: usize,
+    pub body_timeout: Duration,
+    pub cors_origins: Vec<String>,
+    pub shutdown_grace: Duration,
+    pub stream_buffer: usize,
+}
+
+/// Variables are read through a trait so tests never touch the process
+/// environment (the cloud crate's, so both read them alike).
+pub use cloud::{EnvSource as Env, ProcessEnv};
+
+impl Config {
+    /// Loads `path`, or the embedded defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Config, ConfigError> {
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                    file: p.display().to_string(),
+                    line: None,
+                    reason: format!("cannot read: {e}"),
+                })?;
+                let base = p.parent().map(Path::to_path_buf).unwrap_or_default();
+                Self::parse(&text, &p.display().to_string(), &base, env)
+            }
+            None => Self::parse(
+                EMBEDDED_CONFIG,
+                "<embedded config/tandem.toml>",
+                Path::new("config"),
+                env,
+            ),
+        }
+    }
+
+    /// Parses config text; relative paths resolve against `base`.
+    pub fn parse(text: &str, file: &str, base: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_owned(),
+            line: e.span().map(|s| line_of(text, s.start)),
+            reason: e.message().to_owned(),
+        })?;
+        let err = |key: &str, reason: String| ConfigError {
+            file: file.to_owned(),
+            line: find_key_line(text, key),
+            reason,
+        };
+        let s = raw.server;
+        let client_token = match (&s.client_token_env, &s.client_token_file) {
+            (Some(var), _) => Some(env.var(var).ok_or_else(|| {
+                err(
+                    "client_token_env",
+                    format!("server.client_token_env: environment variable {var} is not set"),
+                )
+            })?),
+            (None, Some(f)) => {
+                let p = resolve(base, f);
+                let t = std::fs::read_to_string(&p).map_err(|e| {
+                    err(
+                        "client_token_file",
+                        format!("server.client_token_file {}: {e}", p.display()),
+                    )
+                })?;
+                Some(t.trim().to_owned())
+            }
+            (None, None) => None,
+        };
+        if client_token.as_deref() == Some("") {
+            return Err(err("client_token", "server: the client token is empty".into()));
+        }
+        if s.max_body_bytes < 1024 {
+            return Err(err(
+                "max_body_bytes",
+                "server.max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        if s.stream_buffer == 0 {
+            return Err(err("stream_buffer", "server.stream_buffer must be at least 1".into()));
+        }
+        let server = ServerConfig {
+            listen: s.listen,
+            allowed_hosts: s.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            client_token,
+            max_body_bytes: s.max_body_bytes,
+            body_timeout: Duration::from_millis(s.body_timeout_ms),
+            cors_origins: s.cors_origins,
+            shutdown_grace: Duration::from_millis(s.shutdown_grace_ms),
+            stream_buffer: s.stream_buffer,
+        };
+
+        let mut local = raw.local;
+        for (i, t) in local.iter_mut().enumerate() {
+            t.model = resolve(base, &t.model);
+            t.validate().map_err(|e| err("model", format!("local[{i}]: {e}")))?;
+        }
+        let mut cloud = raw.cloud;
+        if cloud.is_empty()
+            && let Some(url) = env.var("TANDEM_CLOUD_URL")
+        {
+            cloud.push(cloud_from_env(&url, env).map_err(|e| err("cloud", e))?);
+        }
+        for (i, t) in cloud.iter_mut().enumerate() {
+            if let Some(ca) = &t.extra_ca_file {
+                t.extra_ca_file = Some(resolve(base, ca));
+            }
+            for e in &mut t.endpoints {
+                if let Some(f) = &e.api_key_file {
+                    e.api_key_file = Some(resolve(base, f));
+                }
+            }
+            t.validate(&format!("cloud[{i}]"))
+                .map_err(|e| err("url", e.to_string()))?;
+        }
+        let mut names: Vec<&str> = local
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(cloud.iter().map(|t| t.name.as_str()))
+            .collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(err("name", format!("tier name {:?} is used twice", w[0])));
+        }
+        if let Some(reserved) = names.iter().find(|n| ["auto"].contains(n)) {
+            return Err(err("name", format!("tier name {reserved:?} is reserved")));
+        }
+        let mut device = raw.device;
+        device.validate().map_err(|e| err("device", format!("device: {e}")))?;
+        device.resolve_paths(base);
+
+        let config = Config {
+            source: file.to_owned(),
+            server,
+            logging: raw.logging,
+            policy_file: resolve(base, raw.policy.file.as_deref().unwrap_or(Path::new("policy.toml"))),
+            policy_reload: Duration::from_millis(raw.policy.reload_ms.unwrap_or(1000).max(50)),
+            device,
+            local,
+            cloud,
+        };
+        config.check_listen().map_err(|mut e| {
+            e.line = find_key_line(text, "listen");
+            e
+        })?;
+        Ok(config)
+    }
+
+    /// A non-loopback listen address needs a client token: anyone on the
+    /// network could otherwise use the models and the cloud key.
+    pub fn check_listen(&self) -> Result<(), ConfigError> {
+        if !self.server.listen.ip().is_loopback() && self.server.client_token.is_none() {
+            return Err(ConfigError {
+                file: self.source.clone(),
+                line: None,
+                reason: format!(
+                    "server.listen = {}: a non-loopback address needs a client token (client_token_env or client_token_file)",
+                    self.server.listen
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `TANDEM_CLOUD_URL` (+ `TANDEM_CLOUD_API_KEY`, `TANDEM_CLOUD_MODEL`) adds
+/// one cloud tier named `cloud` when the file configures none.
+fn cloud_from_env(url: &str, env: &dyn Env) -> Result<cloud::CloudTierConfig, String> {
+    let endpoint = serde_json::json!({
+        "url": url,
+        "model": env.var("TANDEM_CLOUD_MODEL").unwrap_or_else(|| "default".into()),
+        "api_key_env": env.var("TANDEM_CLOUD_API_KEY").map(|_| "TANDEM_CLOUD_API_KEY"),
+        "allow_http": env.var("TANDEM_CLOUD_ALLOW_HTTP").is_some_and(|v| v == "1" || v == "true"),
+    });
+    let tier = serde_json::json!({
+        "name": "cloud",
+        "endpoints": [endpoint],
+        "extra_ca_file": env.var("TANDEM_CLOUD_CA_FILE"),
+    });
+    serde_json::from_value(tier).map_err(|e| format!("TANDEM_CLOUD_URL: {e}"))
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text.as_bytes()[..byte.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// The line of the first `key =` in the text, for errors found after parsing.
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start();
+            t.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}

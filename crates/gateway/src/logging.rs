@@ -1,0 +1,31 @@
+//! Log setup: `tracing` to stderr, human-readable or JSON lines.
+//!
+//! No code path logs prompt or answer text unless `logging.log_content` is
+//! true; `CONTENT_LOGGING` carries that switch to the few places that may.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LoggingConfig;
+
+static CONTENT_LOGGING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the operator allowed prompts and answers in the logs.
+pub fn content_logging() -> bool {
+    CONTENT_LOGGING.load(Ordering::Relaxed)
+}
+
+pub fn init(cfg: &LoggingConfig) -> anyhow::Result<()> {
+    CONTENT_LOGGING.store(cfg.log_content, Ordering::Relaxed);
+    let filter = EnvFilter::try_from_env("TANDEM_LOG").or_else(|_| EnvFilter::try_new(&cfg.level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if cfg.json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+    result.map_err(|e| anyhow::anyhow!("setting up logging: {e}"))
+}

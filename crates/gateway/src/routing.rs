@@ -1,0 +1,407 @@
+//! From a request to a [`Plan`]: the signals, the policy's decision, and the
+//! backends it allows.
+//!
+//! The policy sits behind a lock that is only written on reload; a reload
+//! parses and validates the whole file first and swaps it in only when it is
+//! valid, so a broken edit leaves the old policy in force.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use api::{ApiError, ChatRequest, TandemInfo};
+use axum::http::HeaderMap;
+use policy::{CloudAllowed, Decision, Policy, PolicyError, Signals, Target, Targets, TierKind};
+use scoring::{RequestShape, Scorer, Scores, Turn};
+use serde_json::{Value, json};
+
+use crate::engine::Plan;
+use crate::state::{Tier, Tiers};
+
+/// A policy and when it took effect.
+pub struct Loaded {
+    pub policy: Policy,
+    pub loaded_at: SystemTime,
+}
+
+pub struct Routing {
+    scorer: Scorer,
+    policy: RwLock<Arc<Loaded>>,
+    targets: Targets,
+    /// The file reloads read; `None` for a policy given as text (tests, embedded).
+    policy_file: Option<PathBuf>,
+    pub device: Option<device::DeviceMonitor>,
+    /// How the cascade strategy judges the local model's first tokens.
+    pub cascade: crate::engine::Cascade,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    last_reload_error: Mutex<Option<String>>,
+}
+
+/// The headers through which an app hints at routing.
+pub const HINT_PRIVACY: &str = "x-tandem-privacy";
+pub const HINT_ROUTE: &str = "x-tandem-route";
+pub const HINT_APP: &str = "x-tandem-app";
+
+impl Routing {
+    /// The policy's targets: every configured tier, plus a `cloud` tier that
+    /// is never up when none is configured, so the shipped policy stays valid
+    /// on a local-only device (its "offline stays local" rule answers).
+    pub fn targets_for(tiers: &Tiers) -> Targets {
+        Self::targets(
+            tiers.tiers.iter().filter(|t| t.is_local()).map(|t| t.name.as_str()),
+            tiers.tiers.iter().filter(|t| !t.is_local()).map(|t| t.name.as_str()),
+        )
+    }
+
+    pub fn targets<'a>(local: impl Iterator<Item = &'a str>, cloud: impl Iterator<Item = &'a str>) -> Targets {
+        let mut targets = Targets::new();
+        let (mut any_local, mut any_cloud) = (false, false);
+        for name in local {
+            targets.insert(name, TierKind::Local);
+            any_local = true;
+        }
+        for name in cloud {
+            targets.insert(name, TierKind::Cloud);
+            any_cloud = true;
+        }
+        if !any_cloud {
+            targets.insert("cloud", TierKind::Cloud);
+        }
+        if !any_local {
+            targets.insert("local", TierKind::Local);
+        }
+        targets
+    }
+
+    pub fn new(policy_text: &str, policy_path: &Path, from_file: bool, targets: Targets) -> Result<Self, PolicyError> {
+        let policy = Policy::parse(policy_text, policy_path, &targets)?;
+        Ok(Routing {
+            scorer: Scorer::new(),
+            policy: RwLock::new(Arc::new(Loaded {
+                policy,
+                loaded_at: SystemTime::now(),
+            })),
+            targets,
+            policy_file: from_file.then(|| policy_path.to_path_buf()),
+            device: None,
+            cascade: crate::engine::Cascade {
+                hold_tokens: 8,
+                min_mean_logprob: -2.5,
+            },
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            last_reload_error: Mutex::new(None),
+        })
+    }
+
+    pub fn policy(&self) -> Arc<Loaded> {
+        match self.policy.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn policy_file(&self) -> Option<&Path> {
+        self.policy_file.as_deref()
+    }
+
+    /// Re-reads the policy file. A file that fails validation is refused and
+    /// the policy in force stays.
+    pub fn reload(&self) -> Result<(), String> {
+        let Some(path) = &self.policy_file else {
+            return Ok(());
+        };
+        let result = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))
+            .and_then(|text| Policy::parse(&text, path, &self.targets).map_err(|e| e.to_string()));
+        match result {
+            Ok(policy) => {
+                let loaded = Arc::new(Loaded {
+                    policy,
+                    loaded_at: SystemTime::now(),
+                });
+                match self.policy.write() {
+                    Ok(mut p) => *p = loaded,
+                    Err(poisoned) => *poisoned.into_inner() = loaded,
+                }
+                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut e) = self.last_reload_error.lock() {
+                    *e = None;
+                }
+                tracing::info!(file = %path.display(), "policy reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "policy edit refused; the previous policy stays in force");
+                if let Ok(mut last) = self.last_reload_error.lock() {
+                    *last = Some(e.clone());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub fn last_reload_error(&self) -> Option<String> {
+        self.last_reload_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    pub fn score(&self, req: &ChatRequest) -> Scores {
+        let texts: Vec<(api::Role, std::borrow::Cow<'_, str>)> = req.texts().collect();
+        let turns: Vec<Turn<'_>> = texts.iter().map(|(role, t)| Turn { role: *role, text: t }).collect();
+        let shape = RequestShape {
+            max_tokens: req.max_tokens(),
+            has_tools: req.has_tools(),
+            has_schema: req.response_format.as_ref().is_some_and(|f| {
+                f.get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t == "json_schema" || t == "json_object")
+            }),
+        };
+        self.scorer.score(&turns, shape)
+    }
+
+    /// All the signals for one request.
+    /// `tiers: None` (the offline commands) assumes every backend is up.
+    pub fn signals(&self, req: &ChatRequest, headers: &HeaderMap, scores: &Scores, tiers: Option<&Tiers>) -> Signals {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").trim();
+        let hint_privacy = header(HINT_PRIVACY).to_ascii_lowercase();
+        // A hint can raise privacy, never lower it below what the text shows.
+        let hinted = match hint_privacy.as_str() {
+            "high" => 1.0,
+            "medium" => 0.5,
+            _ => 0.0,
+        };
+        let mut entities: Vec<String> = scores.entities.iter().map(|e| e.label.as_str().to_owned()).collect();
+        entities.sort_unstable();
+        entities.dedup();
+        let mut s = Signals {
+            complexity: f64::from(scores.complexity),
+            privacy: f64::from(scores.privacy).max(hinted),
+            entities,
+            est_prompt_tokens: i64::from(scores.est_prompt_tokens),
+            max_tokens: req.max_tokens().map(i64::from).unwrap_or(0),
+            has_tools: req.has_tools(),
+            hint_privacy,
+            hint_route: header(HINT_ROUTE).to_ascii_lowercase(),
+            app: header(HINT_APP).to_owned(),
+            ..Signals::default()
+        };
+        if let Some(dev) = &self.device {
+            let d = dev.current();
+            s.battery = f64::from(d.battery.unwrap_or(1.0));
+            s.charging = d.charging;
+            s.power_saver = d.power_saver;
+            s.thermal = d.thermal.as_str().to_owned();
+            s.thermal_level = d.thermal as i64;
+            s.mem_available_mb = i64::try_from(d.mem_available >> 20).unwrap_or(i64::MAX);
+        }
+        let Some(tiers) = tiers else {
+            return s;
+        };
+        let cloud: Vec<_> = tiers
+            .tiers
+            .iter()
+            .filter(|t| !t.is_local())
+            .map(|t| t.probe.health())
+            .collect();
+        s.cloud_up = cloud.iter().any(|h| h.ready);
+        s.cloud_rtt_ms = cloud.iter().map(|h| h.rtt_ms).fold(f64::INFINITY, f64::min);
+        if !s.cloud_rtt_ms.is_finite() {
+            s.cloud_rtt_ms = 0.0;
+        }
+        match tiers.first_local().map(|t| t.probe.health()) {
+            Some(h) => {
+                s.local_ready = h.ready;
+                s.local_queue = i64::from(h.queue);
+                s.local_tps = h.tps;
+            }
+            None => {
+                s.local_ready = false;
+                s.local_queue = 0;
+                s.local_tps = 0.0;
+            }
+        }
+        s
+    }
+
+    /// The one place where the route is decided.
+    pub fn plan(&self, req: &ChatRequest, headers: &HeaderMap, tiers: &Tiers) -> Result<Plan, ApiError> {
+        let scores = self.score(req);
+        let signals = self.signals(req, headers, &scores, Some(tiers));
+        let loaded = self.policy();
+        let decision = loaded.policy.decide(&signals);
+        let explicit = match req.model.as_str() {
+            "auto" => None,
+            "local" => Some(tiers.first_local().ok_or_else(|| unknown_model("local"))?),
+            "cloud" => Some(tiers.first_cloud().ok_or_else(|| unknown_model("cloud"))?),
+            name => Some(tiers.get(name).ok_or_else(|| unknown_model(name))?),
+        };
+        let (attempts, rule, redact) = match explicit {
+            // The app named a tier: that tier only, and still never the
+            // cloud when the decision keeps the text on the device.
+            Some(tier) => {
+                if !decision.may_use(tier.is_local()) {
+                    return Err(ApiError::forbidden(
+                        format!(
+                            "the policy keeps this request on the device (rule `{}`); the cloud tier `{}` may not answer it",
+                            decision.rule, tier.name
+                        ),
+                        "privacy_policy",
+                    ));
+                }
+                (vec![tier], "model".to_owned(), decision.must_redact(tier.is_local()))
+            }
+            None => {
+                let names = ordered_tiers(&decision);
+                let attempts: Vec<&Tier> = names
+                    .iter()
+                    .filter_map(|n| tiers.get(n))
+                    .filter(|t| decision.may_use(t.is_local()))
+                    .collect();
+                let redact = attempts.iter().any(|t| decision.must_redact(t.is_local()));
+                (attempts, decision.rule.clone(), redact)
+            }
+        };
+        if attempts.is_empty() {
+            return Err(ApiError::new(
+                503,
+                "server_error",
+                Some("no_backend"),
+                format!(
+                    "rule `{}` chose tiers that are not configured or not allowed",
+                    decision.rule
+                ),
+            ));
+        }
+        let mut entity_labels: Vec<String> = signals.entities.clone();
+        entity_labels.dedup();
+        let info = TandemInfo {
+            route: attempts[0].name.clone(),
+            rule,
+            scores: Some(json!({
+                "complexity": round3(signals.complexity),
+                "privacy": round3(signals.privacy),
+                "cloud": decision.cloud.as_str(),
+            })),
+            entities: entity_labels,
+            cloud_allowed: decision.cloud_allowed(),
+            handovers: vec![],
+        };
+        Ok(Plan {
+            attempts: attempts.iter().map(|t| t.backend.clone()).collect(),
+            info,
+            cascade: (matches!(decision.target, Target::Cascade { .. }) && explicit.is_none()).then_some(self.cascade),
+            redact: redact.then(|| crate::engine::Redact::new(req, &scores)),
+        })
+    }
+
+    /// The decision alone, for `POST /v1/route` and `tandem route`.
+    pub fn explain(&self, req: &ChatRequest, headers: &HeaderMap, tiers: Option<&Tiers>) -> Value {
+        let scores = self.score(req);
+        let signals = self.signals(req, headers, &scores, tiers);
+        let decision = self.policy().policy.decide(&signals);
+        explain_json(&decision, &signals, &scores)
+    }
+
+    pub fn status(&self) -> Value {
+        let loaded = self.policy();
+        json!({
+            "file": self.policy_file.as_ref().map(|p| p.display().to_string()),
+            "hash": loaded.policy.content_hash(),
+            "loaded_at": loaded.loaded_at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            "reloads_ok": self.reloads_ok.load(Ordering::Relaxed),
+            "reloads_failed": self.reloads_failed.load(Ordering::Relaxed),
+            "last_reload_error": self.last_reload_error(),
+            "rules": loaded.policy.describe(),
+        })
+    }
+}
+
+/// Target first, then fallbacks, without repeats; strategies expand to tiers.
+fn ordered_tiers(d: &Decision) -> Vec<String> {
+    let mut names: Vec<String> = match &d.target {
+        Target::Tier { name, .. } => vec![name.clone()],
+        Target::Cascade { local, cloud } => vec![local.clone(), cloud.clone()],
+        Target::RedactThenCloud { cloud } => vec![cloud.clone()],
+    };
+    for f in &d.fallbacks {
+        if !names.contains(f) {
+            names.push(f.clone());
+        }
+    }
+    names
+}
+
+pub fn explain_json(d: &Decision, s: &Signals, scores: &Scores) -> Value {
+    let entities: Vec<Value> = scores
+        .entities
+        .iter()
+        .map(|e| json!({"label": e.label.as_str(), "message": e.message, "start": e.start, "end": e.end}))
+        .collect();
+    json!({
+        "route": d.target.label(),
+        "rule": d.rule,
+        "target": d.target,
+        "fallbacks": d.fallbacks,
+        "cloud": d.cloud.as_str(),
+        "cloud_allowed": d.cloud != CloudAllowed::Never,
+        "explain": d.explain,
+        "signals": {
+            "complexity": round3(s.complexity),
+            "privacy": round3(s.privacy),
+            "entities": s.entities,
+            "battery": s.battery,
+            "charging": s.charging,
+            "power_saver": s.power_saver,
+            "thermal": s.thermal,
+            "cloud_up": s.cloud_up,
+            "cloud_rtt_ms": s.cloud_rtt_ms,
+            "local_ready": s.local_ready,
+            "local_queue": s.local_queue,
+            "local_tps": s.local_tps,
+            "mem_available_mb": s.mem_available_mb,
+            "est_prompt_tokens": s.est_prompt_tokens,
+            "max_tokens": s.max_tokens,
+            "has_tools": s.has_tools,
+            "hint_privacy": s.hint_privacy,
+            "hint_route": s.hint_route,
+        },
+        "entities": entities,
+    })
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn unknown_model(name: &str) -> ApiError {
+    ApiError::not_found(
+        format!("the model `{name}` does not exist; GET /v1/models lists the configured ones"),
+        "model_not_found",
+    )
+    .with_param("model")
+}
+
+/// Polls the policy file's modification time and reloads on change. Polling
+/// (not inotify) works the same on every OS and inside containers with
+/// bind-mounted files, at the cost of up to one interval of delay.
+pub async fn watch_policy(routing: Arc<Routing>, every: Duration) {
+    let Some(path) = routing.policy_file().map(Path::to_path_buf) else {
+        return;
+    };
+    let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| Ok((m.modified()?, m.len()))).ok();
+    let mut last = stamp(&path);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = stamp(&path);
+        if now.is_some() && now != last {
+            last = now;
+            let _ = routing.reload();
+        }
+    }
+}
