@@ -1,0 +1,106 @@
+//! The bounded queue in front of one slot: refusal when full, the wait
+//! bound, and a dropped stream freeing its slot.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use api::{Backend, BackendErrorKind, Event, FinishReason};
+use common::{collect, greedy, tier};
+use futures::StreamExt;
+use local::{LocalBackend, LocalTierConfig};
+use serde_json::json;
+
+/// A request that keeps the only slot busy for many seconds.
+fn long() -> api::Generate {
+    greedy(900, json!({}))
+}
+
+/// Waits for the first text of a stream, so the job is surely running.
+async fn first_text(s: &mut api::EventStream) {
+    loop {
+        match s.next().await {
+            Some(Ok(Event::Text { text, .. })) if !text.is_empty() => return,
+            Some(Ok(_)) => {}
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn full_queue_is_refused_at_once_and_wait_bound_yields_overloaded() {
+    let cfg = LocalTierConfig {
+        queue_len: 1,
+        queue_wait_ms: 300,
+        ..tier("q")
+    };
+    let b = LocalBackend::new(&cfg).unwrap();
+    let mut busy = b.stream(long()).await.unwrap();
+    first_text(&mut busy).await;
+
+    // One may wait...
+    let waiting = b.stream(greedy(2, json!({}))).await.unwrap();
+    assert_eq!(b.status().queued, 1);
+    // ...the next is refused without waiting.
+    let refused = b.stream(greedy(2, json!({}))).await.err().expect("queue full");
+    assert_eq!(refused.kind, BackendErrorKind::Overloaded);
+    assert!(refused.failover_allowed());
+    assert_eq!(api::ApiError::from(refused).status, 503);
+
+    // The waiting one gives up after queue_wait_ms, before any content.
+    let a = collect(waiting).await;
+    let e = a.error.expect("overloaded");
+    assert_eq!(e.kind, BackendErrorKind::Overloaded, "{e}");
+    assert!(e.message.contains("queue_wait_ms"));
+    assert_eq!(b.status().queued, 0);
+    assert_eq!(b.status().busy, 1);
+    drop(busy);
+}
+
+#[tokio::test]
+async fn dropping_the_stream_frees_the_slot() {
+    let cfg = LocalTierConfig {
+        queue_len: 1,
+        // Far shorter than the abandoned request would take (900 tokens),
+        // far longer than the next one needs once the slot is free.
+        queue_wait_ms: 8_000,
+        ..tier("cancel")
+    };
+    let b = LocalBackend::new(&cfg).unwrap();
+    let mut s = b.stream(long()).await.unwrap();
+    first_text(&mut s).await;
+    assert_eq!(b.status().busy, 1);
+    drop(s);
+    let a = collect(b.stream(greedy(3, json!({}))).await.unwrap()).await;
+    assert!(a.error.is_none(), "{:?}", a.error);
+    assert_eq!(a.finish, Some(FinishReason::Length));
+    // A queued request dropped before it ran leaves the queue at once.
+    let mut busy = b.stream(long()).await.unwrap();
+    first_text(&mut busy).await;
+    let queued = b.stream(greedy(2, json!({}))).await.unwrap();
+    assert_eq!(b.status().queued, 1);
+    drop(queued);
+    assert_eq!(b.status().queued, 0);
+}
+
+#[tokio::test]
+async fn dropping_the_backend_ends_running_and_waiting_requests() {
+    let b = LocalBackend::new(&LocalTierConfig {
+        queue_wait_ms: 600_000,
+        ..tier("shutdown")
+    })
+    .unwrap();
+    let mut running = b.stream(long()).await.unwrap();
+    first_text(&mut running).await;
+    let waiting = b.stream(greedy(2, json!({}))).await.unwrap();
+    drop(b);
+    let e = collect(waiting).await.error.expect("unavailable");
+    assert_eq!(e.kind, BackendErrorKind::Unavailable);
+    // The running answer stops at the next token with an error, not a
+    // silent end the app could take for a complete answer.
+    let mut last = None;
+    while let Some(item) = running.next().await {
+        last = Some(item);
+    }
+    let e = last.expect("an item").expect_err("an error");
+    assert_eq!(e.kind, BackendErrorKind::Unavailable);
+}
