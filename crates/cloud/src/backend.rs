@@ -284,6 +284,10 @@ impl Backend for CloudBackend {
     fn stream(&self, req: Generate) -> BoxFuture<'_, Result<EventStream, BackendError>> {
         Box::pin(self.open_stream(req))
     }
+
+    fn complete_raw(&self, req: Generate) -> Option<BoxFuture<'_, Result<Value, BackendError>>> {
+        Some(Box::pin(CloudBackend::complete_raw(self, req)))
+    }
 }
 
 fn read_key(
