@@ -135,10 +135,17 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         "shutting down: no new connections"
     );
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(cfg.server.shutdown_grace, server).await {
+    let mut server = server;
+    match tokio::time::timeout(cfg.server.shutdown_grace, &mut server).await {
         Ok(res) => res.context("server task")?.context("serving")?,
-        Err(_) => tracing::warn!("grace period over: ending the remaining streams"),
+        Err(_) => {
+            tracing::warn!("grace period over: ending the remaining streams with an error event");
+            crate::server::abort_streams();
+            // Let the streams write their error event and [DONE].
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), &mut server).await;
+        }
     }
+    // Dropping the state unloads the models.
     drop(state);
     tracing::info!("stopped");
     Ok(())

@@ -12,9 +12,9 @@
 //! Architecture invariant: only this crate knows axum.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use api::{Aggregate, ApiError, ChatRequest, Event, Renderer, TandemInfo};
+use api::{Aggregate, ApiError, ChatRequest, Event, Renderer, TandemInfo, Usage};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -25,9 +25,11 @@ use axum::routing::{get, post};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::engine::Run;
 use crate::state::AppState;
+use crate::telemetry;
 
 /// An `ApiError` on its way out: the single place statuses are rendered.
 pub struct HttpError(pub ApiError);
@@ -49,6 +51,7 @@ impl IntoResponse for HttpError {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
+    telemetry::handle();
     let mut app = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
@@ -56,6 +59,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     if let Some(cors) = state.security.cors_layer() {
@@ -109,6 +113,16 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn status(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     axum::Json(state.status())
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let text = telemetry::render(&state);
+    let mut resp = (StatusCode::OK, text).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
 }
 
 async fn models(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -197,45 +211,86 @@ async fn route(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bod
 }
 
 async fn chat_completions(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    match chat(state, headers, body).await {
-        Ok(r) => r,
-        Err(e) => HttpError(e).into_response(),
-    }
+    let id = new_id();
+    let span = tracing::info_span!("request", id = %id);
+    chat(state, headers, body, id).instrument(span).await
 }
 
-async fn chat(state: Arc<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let bytes = read_json_body(&state, &headers, body).await?;
-    let req = ChatRequest::from_slice(&bytes)?;
-    let plan = state.plan(&req, &headers)?;
-    let renderer = Renderer::new(new_id(), unix_now(), req.model.clone());
-    let stream = req.stream;
-    let include_usage = req.include_usage();
-    let mut run = Run::new(req, plan);
-
-    if !stream && let Some(resp) = passthrough(&mut run, &renderer).await {
-        return Ok(resp);
+async fn chat(state: Arc<AppState>, headers: HeaderMap, body: Body, id: String) -> Response {
+    let started = Instant::now();
+    let mut run = match prepare(&state, &headers, body).await {
+        Ok(run) => run,
+        Err(e) => {
+            telemetry::record(&telemetry::Outcome {
+                info: &TandemInfo::default(),
+                status: e.status,
+                stream: false,
+                ttft: None,
+                total: started.elapsed(),
+                usage: None,
+            });
+            return HttpError(e).into_response();
+        }
+    };
+    let renderer = Renderer::new(id, unix_now(), run.request().model.clone());
+    let stream = run.request().stream;
+    let outcome = |run: &Run, status: u16, usage: Option<Usage>| {
+        telemetry::record(&telemetry::Outcome {
+            info: &run.info,
+            status,
+            stream,
+            ttft: None,
+            total: started.elapsed(),
+            usage,
+        })
+    };
+    if !stream && let Some((resp, usage)) = passthrough(&mut run, &renderer).await {
+        outcome(&run, resp.status().as_u16(), usage);
+        return resp;
     }
-    run.start().await?;
+    if let Err(e) = run.start().await {
+        outcome(&run, e.status, None);
+        return HttpError(e).into_response();
+    }
     if stream {
-        Ok(stream_response(run, renderer, include_usage, state.stream_buffer))
-    } else {
-        let mut agg = Aggregate::default();
-        while let Some(ev) = run.next_event().await {
-            agg.push(ev?);
-        }
-        if let Some(u) = run.usage() {
-            agg.usage = u;
-        }
-        let body = agg.into_completion(&renderer, &run.info);
-        Ok(json_response(&run.info, &body))
+        return stream_response(run, renderer, state.stream_buffer, started);
     }
+    let mut agg = Aggregate::default();
+    while let Some(ev) = run.next_event().await {
+        match ev {
+            Ok(ev) => agg.push(ev),
+            Err(e) => {
+                outcome(&run, e.status, None);
+                return HttpError(e).into_response();
+            }
+        }
+    }
+    if let Some(u) = run.usage() {
+        agg.usage = u;
+    }
+    telemetry::content(&json!(run.request().messages), &agg.text);
+    let usage = agg.usage;
+    let body = agg.into_completion(&renderer, &run.info);
+    outcome(&run, 200, Some(usage));
+    json_response(&run.info, &body)
+}
+
+/// Reads, parses and routes the request.
+async fn prepare(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Run, ApiError> {
+    let bytes = read_json_body(state, headers, body).await?;
+    let req = ChatRequest::from_slice(&bytes)?;
+    let plan = state.plan(&req, headers)?;
+    if let Some(r) = &plan.redact {
+        telemetry::redaction(r.redaction.map.len());
+    }
+    Ok(Run::new(req, plan))
 }
 
 /// A non-stream answer from a backend that speaks OpenAI itself (the cloud)
 /// goes back as it came, apart from `model` and the added `tandem` object.
 /// `None` when the first backend does not offer it or failed (the run then
 /// goes on with the next backend).
-async fn passthrough(run: &mut Run, renderer: &Renderer) -> Option<Response> {
+async fn passthrough(run: &mut Run, renderer: &Renderer) -> Option<(Response, Option<Usage>)> {
     let backend = run.peek_backend()?;
     // The cascade needs the local model's tokens, never a cloud's whole body.
     if run.is_cascade() {
@@ -247,11 +302,12 @@ async fn passthrough(run: &mut Run, renderer: &Renderer) -> Option<Response> {
         Ok(mut v) => {
             run.restore_completion(backend.as_ref(), &mut v);
             run.info.route = backend.name().to_owned();
+            let usage = serde_json::from_value::<Usage>(v["usage"].clone()).ok();
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("model".into(), Value::String(renderer.model.clone()));
                 obj.insert("tandem".into(), json!(run.info));
             }
-            Some(json_response(&run.info, &v))
+            Some((json_response(&run.info, &v), usage))
         }
         Err(e) => {
             let allowed = e.failover_allowed();
@@ -259,7 +315,7 @@ async fn passthrough(run: &mut Run, renderer: &Renderer) -> Option<Response> {
             if allowed {
                 None
             } else {
-                Some(HttpError(run.take_error()).into_response())
+                Some((HttpError(run.take_error()).into_response(), None))
             }
         }
     }
@@ -287,48 +343,34 @@ fn json_response(info: &TandemInfo, body: &Value) -> Response {
 /// Streams the run as SSE. A task pumps events into a bounded channel; when
 /// the app disconnects the channel closes, the task returns, and dropping the
 /// backend's stream stops the work behind it.
-fn stream_response(mut run: Run, mut renderer: Renderer, include_usage: bool, buffer: usize) -> Response {
+fn stream_response(run: Run, renderer: Renderer, buffer: usize, started: Instant) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(buffer);
     let info_at_start = run.info.clone();
-    tokio::spawn(async move {
-        let send = |bytes: Vec<u8>| {
-            let tx = tx.clone();
-            async move { tx.send(Bytes::from(bytes)).await.is_ok() }
+    let task = async move {
+        let mut p = Pump {
+            run,
+            renderer,
+            tx,
+            started,
+            ttft: None,
+            status: 200,
+            answer: String::new(),
         };
-        if let Some(role) = renderer.role_chunk()
-            && !send(role).await
-        {
-            return;
+        p.run().await;
+        if p.status == 499 {
+            tracing::info!("the app went away; the backends working for it were stopped");
         }
-        loop {
-            let next = tokio::select! {
-                biased;
-                _ = tx.closed() => return,
-                ev = run.next_event() => ev,
-            };
-            match next {
-                Some(Ok(Event::Usage(_))) => {}
-                Some(Ok(ev)) => {
-                    if let Some(chunk) = renderer.event_chunk(&ev)
-                        && !send(chunk).await
-                    {
-                        return;
-                    }
-                }
-                Some(Err(e)) => {
-                    let _ = send(renderer.error_chunk(&e, &run.info)).await;
-                    return;
-                }
-                None => break,
-            }
-        }
-        let usage = if include_usage {
-            Some(run.usage().unwrap_or_default())
-        } else {
-            None
-        };
-        let _ = send(renderer.final_chunks(usage, &run.info)).await;
-    });
+        telemetry::content(&json!(p.run.request().messages), &p.answer);
+        telemetry::record(&telemetry::Outcome {
+            info: &p.run.info,
+            status: p.status,
+            stream: true,
+            ttft: p.ttft,
+            total: started.elapsed(),
+            usage: p.run.usage(),
+        });
+    };
+    tokio::spawn(task.instrument(tracing::Span::current()));
     let body =
         Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>));
     let mut resp = (StatusCode::OK, body).into_response();
@@ -337,6 +379,83 @@ fn stream_response(mut run: Run, mut renderer: Renderer, include_usage: bool, bu
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     route_headers(&mut resp, &info_at_start);
     resp
+}
+
+async fn send(tx: &mpsc::Sender<Bytes>, bytes: Vec<u8>) -> bool {
+    tx.send(Bytes::from(bytes)).await.is_ok()
+}
+
+/// Moves one answer's events to the app.
+struct Pump {
+    run: Run,
+    renderer: Renderer,
+    tx: mpsc::Sender<Bytes>,
+    started: Instant,
+    ttft: Option<std::time::Duration>,
+    /// 200, the error's status, or 499 when the app went away.
+    status: u16,
+    /// The answer, kept only when content logging is on.
+    answer: String,
+}
+
+impl Pump {
+    async fn run(&mut self) {
+        let logging = crate::logging::content_logging();
+        if let Some(role) = self.renderer.role_chunk()
+            && !send(&self.tx, role).await
+        {
+            self.status = 499;
+            return;
+        }
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.tx.closed() => {
+                    self.status = 499;
+                    return;
+                }
+                _ = crate::server::aborted() => {
+                    let e = ApiError::new(503, "server_error", Some("shutting_down"), "the daemon is shutting down; the answer was not finished");
+                    self.status = e.status;
+                    let chunk = self.renderer.error_chunk(&e, &self.run.info);
+                    let _ = send(&self.tx, chunk).await;
+                    return;
+                }
+                ev = self.run.next_event() => ev,
+            };
+            match next {
+                Some(Ok(Event::Usage(_))) => {}
+                Some(Ok(ev)) => {
+                    if self.ttft.is_none() && ev.is_content() {
+                        self.ttft = Some(self.started.elapsed());
+                    }
+                    if logging && let Event::Text { text, .. } = &ev {
+                        self.answer.push_str(text);
+                    }
+                    if let Some(chunk) = self.renderer.event_chunk(&ev)
+                        && !send(&self.tx, chunk).await
+                    {
+                        self.status = 499;
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    self.status = e.status;
+                    let chunk = self.renderer.error_chunk(&e, &self.run.info);
+                    let _ = send(&self.tx, chunk).await;
+                    return;
+                }
+                None => break,
+            }
+        }
+        let usage = if self.run.request().include_usage() {
+            Some(self.run.usage().unwrap_or_default())
+        } else {
+            None
+        };
+        let chunk = self.renderer.final_chunks(usage, &self.run.info);
+        let _ = send(&self.tx, chunk).await;
+    }
 }
 
 pub fn unix_now() -> u64 {

@@ -11,3 +11,4 @@ pub mod routing;
 pub mod security;
 pub mod server;
 pub mod state;
+pub mod telemetry;

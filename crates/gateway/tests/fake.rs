@@ -421,3 +421,118 @@ async fn models_lists_tiers_and_auto() {
         assert!(ids.contains(&want), "{ids:?}");
     }
 }
+
+fn metric_value(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_move_with_requests() {
+    let cloud = Fake::new(
+        "cloud-b",
+        false,
+        vec![Step::Text(""), Step::Fail(BackendErrorKind::Interrupted)],
+    );
+    let local = Fake::new("local-b", true, vec![Step::Text("ok"), Step::Usage(2, 1), Step::Finish]);
+    let st = state(vec![local, cloud], "local-b");
+    let scrape = |st: Arc<AppState>| async move {
+        let req = Request::get("/metrics")
+            .header("host", "localhost")
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = send(&st, req).await;
+        assert_eq!(status, 200);
+        assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+        body
+    };
+    let before = scrape(st.clone()).await;
+    for _ in 0..3 {
+        let (status, _, _) = send(&st, post(CHAT)).await;
+        assert_eq!(status, 200);
+    }
+    let (status, _, _) = send(
+        &st,
+        post(r#"{"model":"nope","messages":[{"role":"user","content":"x"}]}"#),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let after = scrape(st.clone()).await;
+    let ok = r#"route="local-b""#;
+    assert_eq!(
+        metric_value(&after, "tandem_requests_total", ok) - metric_value(&before, "tandem_requests_total", ok),
+        3.0,
+        "{after}"
+    );
+    assert!(
+        metric_value(&after, "tandem_requests_total", r#"status="404""#) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        metric_value(&after, "tandem_tokens_total", r#"kind="completion""#)
+            > metric_value(&before, "tandem_tokens_total", r#"kind="completion""#)
+    );
+    for name in [
+        "tandem_request_duration_seconds",
+        "tandem_local_tokens_per_second",
+        "tandem_local_queue_depth",
+        "tandem_cloud_up",
+        "tandem_policy_reloads",
+    ] {
+        assert!(after.contains(name), "{name} missing:\n{after}");
+    }
+}
+
+#[tokio::test]
+async fn policy_hot_reload_swaps_good_files_and_keeps_the_old_one_on_errors() {
+    let local = Fake::new("local-c", true, vec![Step::Text("ok"), Step::Finish]);
+    let tiers = Tiers {
+        tiers: vec![Tier {
+            name: "local-c".into(),
+            backend: local as Arc<dyn Backend>,
+            probe: Arc::new(Up),
+        }],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    let policy = |rule: &str| {
+        format!(
+            "version = 1\ndefault_local = \"local-c\"\n[[rule]]\nname = \"{rule}\"\nwhen = \"true\"\ntarget = \"local-c\"\n"
+        )
+    };
+    std::fs::write(&path, policy("first")).unwrap();
+    let routing = Arc::new(Routing::new(&policy("first"), &path, true, Routing::targets_for(&tiers)).unwrap());
+    tokio::spawn(gateway::routing::watch_policy(
+        routing.clone(),
+        Duration::from_millis(20),
+    ));
+    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
+    let rule = |r: &Routing| {
+        r.explain(&req, &axum::http::HeaderMap::new(), Some(&tiers))["rule"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(rule(&routing), "first");
+
+    // A good edit takes effect without a restart.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    std::fs::write(&path, policy("second-edit")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while rule(&routing) != "second-edit" {
+        assert!(std::time::Instant::now() < deadline, "the edit was not picked up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A broken edit is refused with file:line, and the policy in force stays.
+    std::fs::write(&path, "version = 1\ndefault_local = \"local-c\"\n[[rule]]\nname = \"broken\"\nwhen = \"privacy >= \"\ntarget = \"local-c\"\n").unwrap();
+    while routing.reloads_failed.load(Ordering::Relaxed) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the broken edit was not noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rule(&routing), "second-edit");
+    let err = routing.last_reload_error().unwrap();
+    assert!(err.contains("policy.toml:5:"), "{err}");
+}

@@ -1,0 +1,146 @@
+//! Prometheus metrics (`GET /metrics`) and the per-request log line.
+//!
+//! Counters and histograms are recorded where things happen (one call per
+//! request, never per chunk); gauges that describe state (battery, queue,
+//! breakers) are sampled when `/metrics` is scraped, so an idle daemon does
+//! no work for them.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use api::{TandemInfo, Usage};
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde_json::Value;
+
+use crate::state::AppState;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Buckets for latencies, from sub-millisecond proxying to long answers.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Installs the process-wide recorder once; later calls reuse it.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// What one finished request reports.
+pub struct Outcome<'a> {
+    pub info: &'a TandemInfo,
+    pub status: u16,
+    pub stream: bool,
+    pub ttft: Option<Duration>,
+    pub total: Duration,
+    pub usage: Option<Usage>,
+}
+
+pub fn record(o: &Outcome<'_>) {
+    let route = o.info.route.clone();
+    counter!("tandem_requests_total", "route" => route.clone(), "rule" => o.info.rule.clone(), "status" => o.status.to_string())
+        .increment(1);
+    histogram!("tandem_request_duration_seconds", "backend" => route.clone()).record(o.total.as_secs_f64());
+    if let Some(t) = o.ttft {
+        histogram!("tandem_time_to_first_token_seconds", "backend" => route.clone()).record(t.as_secs_f64());
+    }
+    if let Some(u) = o.usage {
+        counter!("tandem_tokens_total", "backend" => route.clone(), "kind" => "prompt")
+            .increment(u64::from(u.prompt_tokens));
+        counter!("tandem_tokens_total", "backend" => route.clone(), "kind" => "completion")
+            .increment(u64::from(u.completion_tokens));
+    }
+    for h in &o.info.handovers {
+        counter!(
+            "tandem_failovers_total",
+            "from" => h.from.clone(),
+            "to" => h.to.clone(),
+            "reason" => h.reason.clone(),
+            "after_content" => h.after_content.to_string()
+        )
+        .increment(1);
+        if !h.from.is_empty() {
+            counter!("tandem_backend_errors_total", "backend" => h.from.clone(), "kind" => h.reason.clone())
+                .increment(1);
+        }
+    }
+    tracing::info!(
+        status = o.status,
+        route = %o.info.route,
+        rule = %o.info.rule,
+        stream = o.stream,
+        ttft_ms = o.ttft.map(|t| t.as_secs_f64() * 1000.0),
+        total_ms = o.total.as_secs_f64() * 1000.0,
+        prompt_tokens = o.usage.map(|u| u.prompt_tokens),
+        completion_tokens = o.usage.map(|u| u.completion_tokens),
+        handovers = o.info.handovers.len(),
+        "request done"
+    );
+}
+
+pub fn redaction(placeholders: usize) {
+    counter!("tandem_redactions_total").increment(1);
+    counter!("tandem_redacted_values_total").increment(placeholders as u64);
+}
+
+/// Samples the state gauges and renders the Prometheus text.
+pub fn render(state: &AppState) -> String {
+    let Some(h) = handle() else {
+        return String::new();
+    };
+    for t in &state.tiers.tiers {
+        let health = t.probe.health();
+        if t.is_local() {
+            gauge!("tandem_local_tokens_per_second", "tier" => t.name.clone()).set(health.tps);
+            gauge!("tandem_local_queue_depth", "tier" => t.name.clone()).set(f64::from(health.queue));
+        } else {
+            gauge!("tandem_cloud_up", "tier" => t.name.clone()).set(if health.ready { 1.0 } else { 0.0 });
+            gauge!("tandem_cloud_rtt_ms", "tier" => t.name.clone()).set(health.rtt_ms);
+            if let Some(eps) = t.probe.status()["endpoints"].as_array() {
+                for ep in eps {
+                    let state = match ep["state"].as_str() {
+                        Some("closed") => 0.0,
+                        Some("half_open") => 1.0,
+                        _ => 2.0,
+                    };
+                    let url = ep["url"].as_str().unwrap_or("").to_owned();
+                    gauge!("tandem_breaker_state", "tier" => t.name.clone(), "endpoint" => url).set(state);
+                }
+            }
+        }
+    }
+    if let Some(dev) = &state.routing.device {
+        let d = dev.current();
+        gauge!("tandem_battery_level").set(f64::from(d.battery.unwrap_or(1.0)));
+        gauge!("tandem_charging").set(if d.charging { 1.0 } else { 0.0 });
+        gauge!("tandem_thermal_level").set(d.thermal as u8 as f64);
+        gauge!("tandem_mem_available_bytes").set(d.mem_available as f64);
+    }
+    let r = &state.routing;
+    gauge!("tandem_policy_reloads", "result" => "ok")
+        .set(r.reloads_ok.load(std::sync::atomic::Ordering::Relaxed) as f64);
+    gauge!("tandem_policy_reloads", "result" => "failed")
+        .set(r.reloads_failed.load(std::sync::atomic::Ordering::Relaxed) as f64);
+    h.render()
+}
+
+/// Logs prompt and answer only when the operator turned it on.
+pub fn content(prompt: &Value, answer: &str) {
+    if crate::logging::content_logging() {
+        tracing::info!(prompt = %prompt, answer = %answer, "content");
+    }
+}
