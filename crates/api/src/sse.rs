@@ -46,6 +46,11 @@ impl SseParser {
     /// Feeds bytes; returns the events completed by them.
     pub fn push(&mut self, mut bytes: &[u8]) -> Result<Vec<SseEvent>, SseError> {
         let mut out = Vec::new();
+        // An empty piece (an empty HTTP/2 DATA frame) must not forget a `\r`
+        // that ended the previous one.
+        if bytes.is_empty() {
+            return Ok(out);
+        }
         if self.after_cr && bytes.first() == Some(&b'\n') {
             bytes = &bytes[1..];
         }
@@ -153,6 +158,11 @@ mod tests {
         let whole = all(&[b"data: a\r\n\r\ndata: b\r", b"\n\r\n"]);
         assert_eq!(whole.len(), 2);
         assert_eq!(whole[1].data, "b");
+        // Found by fuzz/fuzz_targets/sse_parser.rs: an empty piece between
+        // `\r` and `\n` made the `\n` a second line end (an early dispatch).
+        let split = all(&[b"data: a\r", b"", b"\ndata: b\n\n"]);
+        assert_eq!(split, all(&[b"data: a\r\ndata: b\n\n"]));
+        assert_eq!(split[0].data, "a\nb");
     }
 
     #[test]
