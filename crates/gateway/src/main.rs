@@ -94,7 +94,8 @@ fn main() -> anyhow::Result<()> {
                     v["cloud"].as_str().unwrap_or("")
                 )
             };
-            println!("{out}");
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout(), "{out}");
             Ok(())
         }
         Command::Policy {
@@ -103,7 +104,7 @@ fn main() -> anyhow::Result<()> {
             let cfg = Config::load(config.as_deref(), &ProcessEnv)?;
             match gateway::offline::check_policy(&cfg, &file) {
                 Ok(summary) => {
-                    println!("{}: ok ({summary})", file.display());
+                    let _ = writeln!(std::io::stdout(), "{}: ok ({summary})", file.display());
                     Ok(())
                 }
                 Err(e) => {

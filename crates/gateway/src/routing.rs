@@ -227,12 +227,18 @@ impl Routing {
         s
     }
 
+    /// Scores, signals and the policy's decision: all the work routing does
+    /// per request (what the decision benchmark measures).
+    pub fn decide(&self, req: &ChatRequest, headers: &HeaderMap, tiers: Option<&Tiers>) -> (Scores, Signals, Decision) {
+        let scores = self.score(req);
+        let signals = self.signals(req, headers, &scores, tiers);
+        let decision = self.policy().policy.decide(&signals);
+        (scores, signals, decision)
+    }
+
     /// The one place where the route is decided.
     pub fn plan(&self, req: &ChatRequest, headers: &HeaderMap, tiers: &Tiers) -> Result<Plan, ApiError> {
-        let scores = self.score(req);
-        let signals = self.signals(req, headers, &scores, Some(tiers));
-        let loaded = self.policy();
-        let decision = loaded.policy.decide(&signals);
+        let (scores, signals, decision) = self.decide(req, headers, Some(tiers));
         let explicit = match req.model.as_str() {
             "auto" => None,
             "local" => Some(tiers.first_local().ok_or_else(|| unknown_model("local"))?),
@@ -300,9 +306,7 @@ impl Routing {
 
     /// The decision alone, for `POST /v1/route` and `tandem route`.
     pub fn explain(&self, req: &ChatRequest, headers: &HeaderMap, tiers: Option<&Tiers>) -> Value {
-        let scores = self.score(req);
-        let signals = self.signals(req, headers, &scores, tiers);
-        let decision = self.policy().policy.decide(&signals);
+        let (scores, signals, decision) = self.decide(req, headers, tiers);
         explain_json(&decision, &signals, &scores)
     }
 
