@@ -270,10 +270,7 @@ impl Run {
                 continue;
             }
             // Read up to the first content event.
-            loop {
-                let Some((_, stream)) = self.current.as_mut() else {
-                    break;
-                };
+            while let Some((_, stream)) = self.current.as_mut() {
                 match stream.next().await {
                     Some(Ok(ev)) => {
                         let content = ev.is_content();
@@ -401,9 +398,7 @@ impl Run {
             if let Some(ev) = self.pending.pop_front() {
                 return Some(Ok(self.note(ev)));
             }
-            let Some((backend, stream)) = self.current.as_mut() else {
-                return None;
-            };
+            let (backend, stream) = self.current.as_mut()?;
             let name = backend.name().to_owned();
             match stream.next().await {
                 Some(Ok(ev)) => return Some(Ok(self.note(ev))),

@@ -59,6 +59,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/status", get(status))
+        .route("/v1/status/decisions", get(decisions))
+        .route("/", get(status_page))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -70,11 +72,14 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if let Err(e) = state.security.check_host(&req) {
+    // Liveness and readiness say nothing a web page could abuse, and
+    // orchestrators probe them by IP: they skip both checks.
+    let probe = matches!(req.uri().path(), "/healthz" | "/readyz");
+    if !probe && let Err(e) = state.security.check_host(&req) {
         return HttpError(e).into_response();
     }
-    // Probes and CORS preflights carry no credentials.
-    let open = matches!(req.uri().path(), "/healthz" | "/readyz") || req.method() == Method::OPTIONS;
+    // CORS preflights carry no credentials.
+    let open = probe || req.method() == Method::OPTIONS;
     if !open && let Err(e) = state.security.check_token(req.headers()) {
         return HttpError(e).into_response();
     }
@@ -113,6 +118,36 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn status(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     axum::Json(state.status())
+}
+
+async fn decisions() -> impl IntoResponse {
+    axum::Json(telemetry::recent_decisions())
+}
+
+/// The status page: one self-contained file (inline CSS and JS, no external
+/// assets) that polls `/v1/status` and `/v1/status/decisions`.
+const STATUS_PAGE: &str = include_str!("status.html");
+
+/// Nothing but the page's own inline code and same-origin fetches may run:
+/// data from the daemon can never turn into markup or a request elsewhere.
+const STATUS_PAGE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+async fn status_page() -> Response {
+    let mut resp = (StatusCode::OK, STATUS_PAGE).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(STATUS_PAGE_CSP),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -37,7 +37,7 @@ impl Security {
                 .ok_or_else(|| bad_host("the request has no Host header"))?,
         };
         let name = host_name(host);
-        if is_loopback_name(&name) || self.allowed_hosts.iter().any(|h| *h == name) {
+        if is_loopback_name(&name) || self.allowed_hosts.contains(&name) {
             Ok(())
         } else {
             Err(ApiError::forbidden(

@@ -4,13 +4,18 @@
 //! request, never per chunk); gauges that describe state (battery, queue,
 //! breakers) are sampled when `/metrics` is scraped, so an idle daemon does
 //! no work for them.
+//!
+//! The status page's record of recent decisions lives here too: a bounded
+//! ring of where each request went and why, never what it said.
 
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use api::{TandemInfo, Usage};
+use api::{Handover, TandemInfo, Usage};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::state::AppState;
@@ -51,6 +56,7 @@ pub struct Outcome<'a> {
 }
 
 pub fn record(o: &Outcome<'_>) {
+    remember(o);
     let route = o.info.route.clone();
     counter!("tandem_requests_total", "route" => route.clone(), "rule" => o.info.rule.clone(), "status" => o.status.to_string())
         .increment(1);
@@ -90,6 +96,81 @@ pub fn record(o: &Outcome<'_>) {
         handovers = o.info.handovers.len(),
         "request done"
     );
+}
+
+/// Decisions the status page can show; older ones drop off the front.
+pub const RECENT_CAPACITY: usize = 200;
+
+/// One finished request as `GET /v1/status/decisions` shows it: where it
+/// went and why, never what it said (entity labels, not their values).
+#[derive(Debug, Clone, Serialize)]
+pub struct RecentDecision {
+    /// Increases by one per request, so a reader can tell new entries apart.
+    pub seq: u64,
+    /// When the request finished, Unix milliseconds.
+    pub at_ms: u64,
+    /// The backend that produced the answer; empty when none was chosen
+    /// (the request failed before routing: bad body, unknown model).
+    pub route: String,
+    pub rule: String,
+    pub complexity: Option<f64>,
+    pub privacy: Option<f64>,
+    /// The policy's privacy verdict: `never`, `redacted` or `allowed`.
+    pub cloud: Option<String>,
+    pub cloud_allowed: bool,
+    pub entities: Vec<String>,
+    pub status: u16,
+    pub stream: bool,
+    pub ttft_ms: Option<f64>,
+    pub total_ms: f64,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    pub handovers: Vec<Handover>,
+}
+
+/// Process-wide like the metrics recorder: one daemon per process.
+static RECENT: Mutex<(u64, VecDeque<RecentDecision>)> = Mutex::new((0, VecDeque::new()));
+
+fn remember(o: &Outcome<'_>) {
+    let scores = o.info.scores.as_ref();
+    let score = |key: &str| scores.and_then(|s| s[key].as_f64());
+    let at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let mut entry = RecentDecision {
+        seq: 0,
+        at_ms,
+        route: o.info.route.clone(),
+        rule: o.info.rule.clone(),
+        complexity: score("complexity"),
+        privacy: score("privacy"),
+        cloud: scores.and_then(|s| s["cloud"].as_str()).map(str::to_owned),
+        cloud_allowed: o.info.cloud_allowed,
+        entities: o.info.entities.clone(),
+        status: o.status,
+        stream: o.stream,
+        ttft_ms: o.ttft.map(|t| t.as_secs_f64() * 1000.0),
+        total_ms: o.total.as_secs_f64() * 1000.0,
+        prompt_tokens: o.usage.map(|u| u.prompt_tokens),
+        completion_tokens: o.usage.map(|u| u.completion_tokens),
+        handovers: o.info.handovers.clone(),
+    };
+    // A panic elsewhere while holding the lock leaves a ring that is still
+    // consistent (pushes and pops are whole), so keep using it.
+    let mut ring = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+    ring.0 += 1;
+    entry.seq = ring.0;
+    if ring.1.len() >= RECENT_CAPACITY {
+        ring.1.pop_front();
+    }
+    ring.1.push_back(entry);
+}
+
+/// The recent decisions, oldest first.
+pub fn recent_decisions() -> Vec<RecentDecision> {
+    let ring = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+    ring.1.iter().cloned().collect()
 }
 
 pub fn redaction(placeholders: usize) {
