@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Tandem's build and tests need on a Debian
 # machine: cmake and libclang-dev build llama.cpp through llama-cpp-sys-2;
-# wrk drives the benchmarks; python3-venv hosts the OpenAI SDK tests;
+# wrk drives the benchmarks;
 # chromium (headless) renders the status page in its test.
 # Does nothing for packages already present, so it is cheap to call each time.
 set -euo pipefail
