@@ -47,8 +47,9 @@ impl Probe for CloudProbe {
     }
 }
 
-/// Loads the models, connects the cloud tiers, reads the policy.
-pub async fn build(cfg: &Config) -> anyhow::Result<AppState> {
+/// Loads the models, connects the cloud tiers, reads the policy. Cloud keys
+/// named by `api_key_env` are read from `env`.
+pub async fn build(cfg: &Config, env: &dyn cloud::EnvSource) -> anyhow::Result<AppState> {
     let mut tiers = Vec::new();
     for t in &cfg.local {
         let cfg_t = t.clone();
@@ -63,9 +64,7 @@ pub async fn build(cfg: &Config) -> anyhow::Result<AppState> {
         });
     }
     for t in &cfg.cloud {
-        let backend = Arc::new(
-            cloud::CloudBackend::new(t, &cloud::ProcessEnv).with_context(|| format!("cloud tier `{}`", t.name))?,
-        );
+        let backend = Arc::new(cloud::CloudBackend::new(t, env).with_context(|| format!("cloud tier `{}`", t.name))?);
         tiers.push(Tier {
             name: t.name.clone(),
             backend: backend.clone() as Arc<dyn Backend>,
@@ -115,7 +114,7 @@ pub async fn build(cfg: &Config) -> anyhow::Result<AppState> {
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(config = %cfg.source, "starting tandem");
-    let state = Arc::new(build(&cfg).await?);
+    let state = Arc::new(build(&cfg, &cloud::ProcessEnv).await?);
     let listener = TcpListener::bind(cfg.server.listen)
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;

@@ -72,6 +72,9 @@ pub struct MockConfig {
     /// Ids listed by `GET /v1/models`. Chat requests may name any model: the
     /// answer's `model` is always the request's.
     pub models: Vec<String>,
+    /// Answer every request as if it carried `x-mock-echo: 1`: for callers
+    /// (such as a gateway under test) that forward no headers of their own.
+    pub echo: bool,
 }
 
 impl Default for MockConfig {
@@ -83,6 +86,7 @@ impl Default for MockConfig {
             record_limit: DEFAULT_RECORD_LIMIT,
             random: RandomFaults::default(),
             models: vec!["mock-large".into()],
+            echo: false,
         }
     }
 }

@@ -48,6 +48,9 @@ struct Args {
     /// Model ids listed by GET /v1/models. Repeatable.
     #[arg(long = "model", default_values_t = ["mock-large".to_string()])]
     models: Vec<String>,
+    /// Answer every request with the last user message (as `x-mock-echo: 1`).
+    #[arg(long)]
+    echo: bool,
 
     // Default fault for every request (a request's x-mock-fault header overrides key by key).
     /// Milliseconds before response headers.
@@ -138,6 +141,7 @@ impl Args {
                 seed: self.seed,
             },
             models: self.models.clone(),
+            echo: self.echo,
         })
     }
 }

@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub default_fault: Fault,
     pub random: RandomFaults,
     pub models: Vec<String>,
+    /// Every answer echoes, as with `x-mock-echo: 1`.
+    pub echo: bool,
     pub record: Record,
     pub counters: Arc<Counters>,
     /// Arrival number of the next chat request: the record's `seq`, the
@@ -53,6 +55,7 @@ impl Shared {
             default_fault: cfg.default_fault,
             random: cfg.random,
             models: cfg.models.clone(),
+            echo: cfg.echo,
             record: Record::new(cfg.record_limit),
             counters: Arc::new(Counters::default()),
             seq: AtomicU64::new(0),
@@ -274,9 +277,10 @@ fn respond(
     if let Some(e) = sh.injected_error(headers, fault) {
         return Err(e);
     }
-    let echo = headers
-        .get("x-mock-echo")
-        .is_some_and(|v| matches!(v.as_bytes(), b"1" | b"true"));
+    let echo = sh.echo
+        || headers
+            .get("x-mock-echo")
+            .is_some_and(|v| matches!(v.as_bytes(), b"1" | b"true"));
     let ans = answer::answer(&conv, fault.chunks.unwrap_or(DEFAULT_CHUNKS), echo);
     let meta = Meta {
         id: format!("chatcmpl-mock-{seq}"),
