@@ -171,7 +171,7 @@ impl ChatRequest {
     /// the offending field (`param`), in the OpenAI error shape.
     pub fn from_slice(body: &[u8]) -> Result<Self, ApiError> {
         let de = &mut serde_json::Deserializer::from_slice(body);
-        let req: ChatRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+        let req: ChatRequest = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let param = (path != ".").then_some(path);
@@ -181,6 +181,9 @@ impl ChatRequest {
                 ApiError::invalid_request(format!("invalid request: {inner}"), param)
             }
         })?;
+        // Anything after the object (a second object, garbage) is malformed.
+        de.end()
+            .map_err(|e| ApiError::invalid_request(format!("malformed JSON body: {e}"), None))?;
         req.validate()?;
         Ok(req)
     }
@@ -327,6 +330,7 @@ mod tests {
                 Some("max_tokens"),
             ),
             (br#"{"model":"a","#, None),
+            (br#"{"model":"a","messages":[{"role":"user","content":"x"}]} {}"#, None),
         ];
         for (body, param) in cases {
             let err = ChatRequest::from_slice(body).unwrap_err();

@@ -27,10 +27,13 @@ pub struct Security {
 
 impl Security {
     pub fn check_host(&self, req: &Request) -> Result<(), ApiError> {
-        let host = match req.headers().get(header::HOST) {
-            Some(h) => h.to_str().map_err(|_| bad_host("the Host header is not valid text"))?,
+        let mut hosts = req.headers().get_all(header::HOST).iter();
+        let host = match (hosts.next(), hosts.next()) {
+            // Which one counts would be a guess (RFC 9112 section 3.2: a 400).
+            (Some(_), Some(_)) => return Err(bad_host("the request has more than one Host header")),
+            (Some(h), None) => h.to_str().map_err(|_| bad_host("the Host header is not valid text"))?,
             // HTTP/2 carries the host in the URI's authority instead.
-            None => req
+            (None, _) => req
                 .uri()
                 .authority()
                 .map(|a| a.as_str())
