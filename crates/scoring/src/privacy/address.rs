@@ -329,7 +329,8 @@ fn part_at(ctx: &Ctx<'_>, info: &[NameTok], i: usize, buf: &mut String) -> Optio
             let strange =
                 (i..k).any(|j| info.get(j).is_some_and(|nt| nt.unknown || nt.sur == 2) || street_ending(ctx, j, buf));
             let cue = ctx.cue_before(t.start, 60, flag::ADDR_CUE);
-            let year = toks[k].len() == 4 && matches!(ctx.text.get(toks[k].start..toks[k].start + 2), Some("19" | "20"));
+            let year =
+                toks[k].len() == 4 && matches!(ctx.text.get(toks[k].start..toks[k].start + 2), Some("19" | "20"));
             if strange && !year && !ctx.exercise {
                 return part(i, k + 1, if cue { 0.65 } else { 0.45 });
             }

@@ -1,0 +1,356 @@
+//! The `loadgen` command line: `run` (load for a bounded time, percentiles
+//! as JSON) and `trace` (one streamed request, every piece timed).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use loadgen::conn::Target;
+use loadgen::request::{self, Spec};
+use loadgen::{cpu, stats};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(
+    name = "loadgen",
+    about = "HTTP/1.1 load client for Tandem's benchmarks (loopback only)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Closed-loop load: N connections send requests back to back.
+    Run(RunArgs),
+    /// One request; prints each content piece with its arrival time.
+    Trace(Common),
+}
+
+#[derive(Args)]
+struct Common {
+    /// `http://127.0.0.1:PORT/v1/chat/completions` or `https://…` (with --ca).
+    #[arg(long)]
+    url: String,
+    /// CA certificate (PEM) trusted for https URLs.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The JSON request body.
+    #[arg(long)]
+    body_file: PathBuf,
+    /// Extra request header `name: value` (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// Per-request bound, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    timeout_s: f64,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections, each with one request in flight.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Measured window, seconds (after the warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    duration_s: f64,
+    /// Requests before the window opens are not counted.
+    #[arg(long, default_value_t = 1.0)]
+    warmup_s: f64,
+    /// Hard cap on requests sent, whatever the duration.
+    #[arg(long, default_value_t = 200_000)]
+    max_requests: u64,
+    /// Runtime worker threads of this client.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// `name=PID`: report this process's CPU time over the window
+    /// (repeatable); this client's own is always reported as `loadgen`.
+    #[arg(long = "cpu-pid")]
+    cpu_pids: Vec<String>,
+    /// A label copied into the output.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+/// SIGTERM or SIGINT, registered before the load starts: the window closes
+/// early and the figures so far are printed (a script stops background load
+/// this way once the measurement it ran beside is over).
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let threads = match &cli.command {
+        Command::Run(a) => a.threads.max(1),
+        Command::Trace(_) => 1,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    let out = rt.block_on(async move {
+        match cli.command {
+            Command::Run(a) => run(a).await,
+            Command::Trace(c) => trace(c).await,
+        }
+    })?;
+    println!("{out}");
+    Ok(())
+}
+
+fn spec(c: &Common) -> anyhow::Result<Spec> {
+    let body = std::fs::read(&c.body_file).with_context(|| format!("reading {}", c.body_file.display()))?;
+    serde_json::from_slice::<Value>(&body).with_context(|| format!("{} is not JSON", c.body_file.display()))?;
+    let headers = c
+        .headers
+        .iter()
+        .map(|h| {
+            let (k, v) = h.split_once(':').context("--header wants `name: value`")?;
+            Ok((k.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if !(c.timeout_s > 0.0 && c.timeout_s <= 600.0) {
+        bail!("--timeout-s must be in (0, 600]");
+    }
+    Ok(Spec {
+        target: Target::new(&c.url, c.ca.as_deref())?,
+        body: Bytes::from(body),
+        headers,
+        timeout: Duration::from_secs_f64(c.timeout_s),
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+async fn trace(c: Common) -> anyhow::Result<Value> {
+    let spec = spec(&c)?;
+    let mut conn = spec.target.connect().await?;
+    let o = request::send(&mut conn, &spec, true).await?;
+    let pieces: Vec<Value> = o.pieces.iter().map(|(t, s)| json!([ms(*t), s])).collect();
+    Ok(json!({
+        "status": o.status,
+        "ok": o.ok(),
+        "route": o.route,
+        "ttfb_ms": ms(o.ttfb),
+        "first_content_ms": o.first_content.map(ms),
+        "last_byte_ms": ms(o.last_byte),
+        "done": o.done,
+        "pieces": pieces,
+        "others": o.others,
+    }))
+}
+
+/// One completed request, as the window sees it.
+struct Sample {
+    end: Instant,
+    ok: bool,
+    ttfb: Duration,
+    first: Option<Duration>,
+    last: Duration,
+}
+
+#[derive(Default)]
+struct WorkerOut {
+    samples: Vec<Sample>,
+    errors: BTreeMap<String, u64>,
+    routes: BTreeMap<String, u64>,
+}
+
+async fn run(a: RunArgs) -> anyhow::Result<Value> {
+    let spec = Arc::new(spec(&a.common)?);
+    if a.concurrency == 0 || a.concurrency > 1024 {
+        bail!("--concurrency must be in 1..=1024");
+    }
+    if !(a.duration_s > 0.0 && a.duration_s <= 300.0 && (0.0..=60.0).contains(&a.warmup_s)) {
+        bail!("--duration-s must be in (0, 300] and --warmup-s in [0, 60]");
+    }
+    let mut pids: Vec<(String, String)> = vec![("loadgen".into(), "self".into())];
+    for p in &a.cpu_pids {
+        let (name, pid) = p.split_once('=').context("--cpu-pid wants name=PID")?;
+        if cpu::cpu_time(pid).is_none() {
+            bail!("no readable /proc/{pid}/stat for {name}");
+        }
+        pids.push((name.to_owned(), pid.to_owned()));
+    }
+
+    // Connect everything before the clock starts.
+    let mut conns = Vec::with_capacity(a.concurrency);
+    for _ in 0..a.concurrency {
+        conns.push(spec.target.connect().await?);
+    }
+    let start = Instant::now();
+    let window_open = start + Duration::from_secs_f64(a.warmup_s);
+    let planned_end = window_open + Duration::from_secs_f64(a.duration_s);
+    let sent = Arc::new(AtomicU64::new(0));
+    // The window's end: the planned one, or earlier on a signal.
+    let (end_tx, end_rx) = tokio::sync::watch::channel(planned_end);
+    let mut stop = StopSignals::new()?;
+
+    let sampler = {
+        let pids = pids.clone();
+        tokio::spawn(async move {
+            let sample = || pids.iter().map(|(_, p)| cpu::cpu_time(p)).collect::<Vec<_>>();
+            let early = tokio::select! {
+                _ = tokio::time::sleep_until(window_open.into()) => false,
+                _ = stop.recv() => true,
+            };
+            let before = sample();
+            if early {
+                let _ = end_tx.send(Instant::now());
+            } else {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(planned_end.into()) => {}
+                    _ = stop.recv() => {
+                        let _ = end_tx.send(Instant::now());
+                    }
+                }
+            }
+            (before, sample())
+        })
+    };
+
+    let mut tasks = Vec::with_capacity(a.concurrency);
+    for conn in conns {
+        let spec = spec.clone();
+        let sent = sent.clone();
+        let max = a.max_requests;
+        tasks.push(tokio::spawn(worker(conn, spec, end_rx.clone(), sent, max)));
+    }
+    let mut all = WorkerOut::default();
+    for t in tasks {
+        let w = t.await?;
+        all.samples.extend(w.samples);
+        for (k, v) in w.errors {
+            *all.errors.entry(k).or_default() += v;
+        }
+        for (k, v) in w.routes {
+            *all.routes.entry(k).or_default() += v;
+        }
+    }
+    let (before, after) = sampler.await?;
+    let deadline = *end_rx.borrow();
+
+    // A request counts when it completed inside the window, whenever it began.
+    let in_window: Vec<&Sample> = all
+        .samples
+        .iter()
+        .filter(|s| s.end >= window_open && s.end <= deadline)
+        .collect();
+    let ok: Vec<&&Sample> = in_window.iter().filter(|s| s.ok).collect();
+    let window = deadline
+        .saturating_duration_since(window_open)
+        .max(Duration::from_millis(1));
+    let mut ttfb: Vec<Duration> = ok.iter().map(|s| s.ttfb).collect();
+    let mut first: Vec<Duration> = ok.iter().filter_map(|s| s.first).collect();
+    let mut last: Vec<Duration> = ok.iter().map(|s| s.last).collect();
+    let n_ok = ok.len() as f64;
+    let mut cpu = serde_json::Map::new();
+    for (i, (name, _)) in pids.iter().enumerate() {
+        if let (Some(b), Some(e)) = (before[i], after[i]) {
+            let spent = e.saturating_sub(b);
+            cpu.insert(
+                name.clone(),
+                json!({
+                    "cpu_ms": ms(spent),
+                    "cpu_ms_per_request": if n_ok > 0.0 { ms(spent) / n_ok } else { 0.0 },
+                    "cores_busy": spent.as_secs_f64() / window.as_secs_f64(),
+                }),
+            );
+        }
+    }
+    Ok(json!({
+        "label": a.label,
+        "url": a.common.url,
+        "concurrency": a.concurrency,
+        "window_s": window.as_secs_f64(),
+        "requests": ok.len(),
+        "failed": in_window.len() - ok.len(),
+        "errors": all.errors,
+        "rps": n_ok / window.as_secs_f64(),
+        "ttfb_ms": stats::summary(&mut ttfb),
+        "first_content_ms": stats::summary(&mut first),
+        "last_byte_ms": stats::summary(&mut last),
+        "routes": all.routes,
+        "cpu": cpu,
+        "sent": sent.load(Ordering::Relaxed),
+    }))
+}
+
+async fn worker(
+    mut conn: hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>,
+    spec: Arc<Spec>,
+    end: tokio::sync::watch::Receiver<Instant>,
+    sent: Arc<AtomicU64>,
+    max: u64,
+) -> WorkerOut {
+    let mut out = WorkerOut::default();
+    while Instant::now() < *end.borrow() && sent.fetch_add(1, Ordering::Relaxed) < max {
+        match request::send(&mut conn, &spec, false).await {
+            Ok(o) => {
+                let ok = o.ok();
+                if !ok {
+                    let kind = if o.status != 200 {
+                        format!("status_{}", o.status)
+                    } else if o.error_event {
+                        "error_event".into()
+                    } else {
+                        "no_done".into()
+                    };
+                    *out.errors.entry(kind).or_default() += 1;
+                }
+                if let Some(r) = o.route {
+                    *out.routes.entry(r).or_default() += 1;
+                }
+                out.samples.push(Sample {
+                    end: Instant::now(),
+                    ok,
+                    ttfb: o.ttfb,
+                    first: o.first_content,
+                    last: o.last_byte,
+                });
+            }
+            Err(e) => {
+                *out.errors.entry(format!("{e:#}")).or_default() += 1;
+                // The connection may be broken: open a new one, or give up
+                // this worker when the server is gone.
+                match spec.target.connect().await {
+                    Ok(c) => conn = c,
+                    Err(e) => {
+                        *out.errors.entry(format!("reconnect: {e:#}")).or_default() += 1;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,97 @@
+//! loadgen's request path against the real mock cloud: TLS with the mock's
+//! generated CA and plain HTTP, streamed and not, with faults.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use loadgen::conn::Target;
+use loadgen::request::{Spec, send};
+use mock_cloud::{MockConfig, spawn};
+use tokio::net::TcpListener;
+
+fn body(stream: bool) -> Bytes {
+    let v = serde_json::json!({
+        "model": "m", "stream": stream,
+        "messages": [{"role": "user", "content": "Say something about the sea."}],
+    });
+    Bytes::from(serde_json::to_vec(&v).unwrap())
+}
+
+async fn mock(cfg: MockConfig) -> mock_cloud::MockHandle {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn(listener, cfg).await.unwrap()
+}
+
+fn spec(target: Target, stream: bool, headers: Vec<(String, String)>) -> Spec {
+    Spec {
+        target,
+        body: body(stream),
+        headers,
+        timeout: Duration::from_secs(10),
+    }
+}
+
+#[tokio::test]
+async fn tls_stream_is_timed_piece_by_piece() {
+    let m = mock(MockConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, m.ca_pem.as_deref().unwrap()).unwrap();
+    let target = Target::new(&format!("{}/v1/chat/completions", m.url), Some(&ca)).unwrap();
+    let mut conn = target.connect().await.unwrap();
+    let s = spec(target, true, vec![]);
+    // Two requests on one keep-alive connection.
+    for _ in 0..2 {
+        let o = send(&mut conn, &s, true).await.unwrap();
+        assert!(o.ok(), "{o:?}");
+        assert_eq!(o.pieces.len(), mock_cloud::DEFAULT_CHUNKS as usize);
+        let text: String = o.pieces.iter().map(|(_, t)| t.as_str()).collect();
+        let want = mock_cloud::expected_text(
+            &serde_json::from_slice(&body(true)).unwrap(),
+            mock_cloud::DEFAULT_CHUNKS,
+        );
+        assert_eq!(Some(text), want);
+        let first = o.first_content.unwrap();
+        assert!(o.ttfb <= first && first <= o.last_byte);
+        assert!(o.pieces.windows(2).all(|w| w[0].0 <= w[1].0));
+    }
+    assert_eq!(m.stats().connections_total, 1);
+}
+
+#[tokio::test]
+async fn plain_json_and_failures_are_told_apart() {
+    let m = mock(MockConfig::plain()).await;
+    let target = Target::new(&format!("{}/v1/chat/completions", m.url), None).unwrap();
+    let mut conn = target.connect().await.unwrap();
+
+    let o = send(&mut conn, &spec(target.clone(), false, vec![]), false)
+        .await
+        .unwrap();
+    assert!(o.ok());
+    assert_eq!(o.first_content, Some(o.last_byte));
+
+    let fault = |f: &str| vec![("x-mock-fault".to_owned(), f.to_owned())];
+    let o = send(&mut conn, &spec(target.clone(), false, fault("status=503")), false)
+        .await
+        .unwrap();
+    assert_eq!(o.status, 503);
+    assert!(!o.ok());
+
+    let o = send(
+        &mut conn,
+        &spec(target.clone(), true, fault("error_event_after=2")),
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(o.error_event && !o.ok());
+
+    // A cut stream is an error of the request, and the next connection works.
+    let r = send(&mut conn, &spec(target.clone(), true, fault("cut_after=3")), true).await;
+    if let Ok(o) = r {
+        assert!(!o.ok(), "{o:?}");
+    }
+    let mut conn = target.connect().await.unwrap();
+    assert!(send(&mut conn, &spec(target, true, vec![]), false).await.unwrap().ok());
+}
