@@ -9,4 +9,4 @@ cd "$root"
 bash scripts/install-deps.sh
 bash scripts/fetch-model.sh
 cargo build --release --locked --bin tandem
-exec ./target/release/tandem serve "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/tandem" serve "$@"
