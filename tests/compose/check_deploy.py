@@ -438,8 +438,11 @@ def check_kubernetes(tandem):
             for p in (ready, live):
                 status, body = daemon.get(p["path"], host=host)
                 expect(status == 200, f"probe {p['path']} with Host {host}: {status} {body}")
+            # Probes skip the Host check: kubelet probes by pod IP.
             status, _ = daemon.get(ready["path"], host="10.1.2.3")
-            expect(status == 403, f"a probe without the Host header override would get {status}")
+            expect(status == 200, f"a probe by pod IP got {status}")
+            status, _ = daemon.get("/v1/models", host="10.1.2.3")
+            expect(status in (401, 403), f"a non-probe request by pod IP got {status}")
             svc_host = f"{svc['metadata']['name']}.tandem.svc.cluster.local"
             status, _ = daemon.get("/v1/models", host=svc_host)
             expect(status == 401, f"/v1/models without the token: {status}")
