@@ -262,7 +262,7 @@ impl Run {
                     Fault::Upstream,
                     "low confidence over the first tokens: escalated",
                 );
-                self.handover_from_current(&e, false);
+                self.handover_from_current(&e);
                 if let Some(h) = self.info.handovers.last_mut() {
                     h.reason = "low_confidence".into();
                 }
@@ -283,7 +283,7 @@ impl Run {
                     }
                     Some(Err(e)) => {
                         let allowed = e.failover_allowed();
-                        self.handover_from_current(&e, false);
+                        self.handover_from_current(&e);
                         self.fail(backend.name(), e);
                         self.pending.clear();
                         if !allowed {
@@ -370,18 +370,14 @@ impl Run {
         }
     }
 
-    fn handover_from_current(&mut self, e: &BackendError, after_content: bool) {
+    /// The current backend failed: it is dropped and the handover recorded.
+    fn handover_from_current(&mut self, e: &BackendError) {
         if let Some((b, _)) = self.current.take() {
-            let to = self.attempts.front().map(|n| n.name().to_owned()).unwrap_or_default();
-            self.info.handovers.push(Handover {
-                from: b.name().to_owned(),
-                to,
-                reason: e.kind.as_str().to_owned(),
-                after_content,
-            });
+            self.record_handover(b.name(), e);
         }
     }
 
+    /// A handover away from `from`, to the next backend in the plan.
     fn record_handover(&mut self, from: &str, e: &BackendError) {
         let to = self.attempts.front().map(|n| n.name().to_owned()).unwrap_or_default();
         self.info.handovers.push(Handover {
@@ -413,7 +409,7 @@ impl Run {
                 }
                 Some(Err(e)) => {
                     let allowed = e.failover_allowed() && !self.tool_call_sent;
-                    self.handover_from_current(&e, self.content_sent);
+                    self.handover_from_current(&e);
                     self.fail(&name, e);
                     if !allowed {
                         return Some(Err(self.final_error()));

@@ -282,8 +282,6 @@ impl Routing {
                 ),
             ));
         }
-        let mut entity_labels: Vec<String> = signals.entities.clone();
-        entity_labels.dedup();
         let info = TandemInfo {
             route: attempts[0].name.clone(),
             rule,
@@ -292,7 +290,8 @@ impl Routing {
                 "privacy": round3(signals.privacy),
                 "cloud": decision.cloud.as_str(),
             })),
-            entities: entity_labels,
+            // Already sorted and deduplicated by `signals`.
+            entities: signals.entities.clone(),
             cloud_allowed: decision.cloud_allowed(),
             handovers: vec![],
         };

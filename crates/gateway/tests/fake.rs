@@ -163,6 +163,17 @@ fn sse_text(events: &[Value]) -> String {
         .collect()
 }
 
+/// The answer text of a run, read to its end.
+async fn drain_text(run: &mut gateway::engine::Run) -> String {
+    let mut text = String::new();
+    while let Some(ev) = run.next_event().await {
+        if let Event::Text { text: t, .. } = ev.unwrap() {
+            text.push_str(&t);
+        }
+    }
+    text
+}
+
 const CHAT: &str = r#"{"model":"auto","messages":[{"role":"user","content":"hi"}]}"#;
 const CHAT_STREAM: &str = r#"{"model":"auto","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
 
@@ -233,12 +244,7 @@ async fn failure_before_content_is_invisible() {
     let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
     let mut run = gateway::engine::Run::new(req, plan);
     run.start().await.unwrap();
-    let mut text = String::new();
-    while let Some(ev) = run.next_event().await {
-        if let Event::Text { text: t, .. } = ev.unwrap() {
-            text.push_str(&t);
-        }
-    }
+    let text = drain_text(&mut run).await;
     assert_eq!(text, "fine");
     assert_eq!(run.info.route, "local-a");
     assert_eq!(run.info.handovers.len(), 1);
@@ -271,12 +277,7 @@ async fn failure_after_content_continues_from_the_text_sent() {
     let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
     let mut run = gateway::engine::Run::new(req, plan);
     run.start().await.unwrap();
-    let mut text = String::new();
-    while let Some(ev) = run.next_event().await {
-        if let Event::Text { text: t, .. } = ev.unwrap() {
-            text.push_str(&t);
-        }
-    }
+    let text = drain_text(&mut run).await;
     assert_eq!(text, "The answer is 42.");
     assert_eq!(local.seen.lock().unwrap()[0].as_deref(), Some("The answer is "));
     assert_eq!(run.info.handovers.len(), 1);
