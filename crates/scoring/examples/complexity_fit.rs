@@ -15,7 +15,9 @@
 //!
 //! Exploration knobs (environment): `KEEP_ARITHMETIC` / `KEEP_CHOICE`
 //! (comma-separated feature names to learn instead of the spec's), `LAMBDA`
-//! (penalty), `NOHAND` (drop the hand-set offset). The committed weights use
+//! (penalty), `NOHAND` (drop the hand-set offset), `DUMP=file` (write each
+//! row's set, kind, offset, label, fold, columns and prompt as TSV, for
+//! exploring elsewhere; the file stays outside the repository). The committed weights use
 //! none of them.
 //!
 //! It prints 5-fold cross-validated AUROC per set (folds by prompt, so the
@@ -100,6 +102,27 @@ fn main() {
             fold: data::fnv(&r.prompt) % FOLDS,
             len: r.prompt.chars().count() as f64,
         });
+    }
+    if let Ok(path) = std::env::var("DUMP") {
+        let mut out = String::new();
+        for (s, r) in samples.iter().zip(
+            rows.iter()
+                .filter(|r| sets.contains(&r.set) && r.needs_strong.is_some()),
+        ) {
+            let x: Vec<String> = s.x.iter().map(|v| format!("{v}")).collect();
+            let _ = writeln!(
+                out,
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                s.set,
+                s.kind as usize,
+                s.offset,
+                u8::from(s.y),
+                s.fold,
+                x.join(","),
+                r.prompt.replace(['\n', '\t'], " ")
+            );
+        }
+        std::fs::write(path, out).unwrap();
     }
     println!(
         "\nfitting {} learned columns on {} rows of {:?}",

@@ -55,11 +55,13 @@ impl Scorer {
 
     pub fn score(&self, turns: &[Turn<'_>], shape: RequestShape) -> Scores {
         let privacy = self.privacy.scan(turns);
+        // Complexity counts the tokens in its own pass: no second pass.
+        let (complexity, est_prompt_tokens) = self.complexity.score_with_tokens(turns, shape);
         Scores {
-            complexity: self.complexity.score(turns, shape),
+            complexity,
             privacy: privacy.score,
             entities: privacy.entities,
-            est_prompt_tokens: complexity::estimate_tokens(turns),
+            est_prompt_tokens,
         }
     }
 
