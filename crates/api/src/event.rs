@@ -169,4 +169,11 @@ pub trait Backend: Send + Sync {
     fn complete_raw(&self, _req: Generate) -> Option<BoxFuture<'_, Result<serde_json::Value, BackendError>>> {
         None
     }
+
+    /// A hint that this backend may soon be asked to continue `req` (it is
+    /// a later fallback of an answer another backend is streaming now). A
+    /// local backend with an idle slot evaluates the prompt into that slot's
+    /// KV cache, so a handover evaluates only the text sent since. Never
+    /// queues and never delays real work; the default does nothing.
+    fn prepare(&self, _req: Generate) {}
 }

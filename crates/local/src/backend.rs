@@ -88,6 +88,8 @@ pub struct LocalStatus {
     /// Prompt tokens evaluated.
     pub evaluated_prompt_tokens: u64,
     pub completed_requests: u64,
+    /// Prompts evaluated ahead of a possible handover (warm standby).
+    pub prefills: u64,
     pub last_load_error: Option<String>,
 }
 
@@ -193,6 +195,9 @@ struct Job {
     /// Taken by whoever answers the job (the worker, or a failed load), so
     /// the stream ends when they are done with it.
     tx: Mutex<Option<mpsc::Sender<Result<Event, BackendError>>>>,
+    /// Only evaluate the prompt into the slot's KV cache (see
+    /// [`Backend::prepare`]); nobody reads the events.
+    prefill: bool,
 }
 
 impl Job {
@@ -326,6 +331,7 @@ impl LocalBackend {
             reused_prompt_tokens: sh.counters.reused.load(Ordering::Relaxed),
             evaluated_prompt_tokens: sh.counters.evaluated.load(Ordering::Relaxed),
             completed_requests: sh.counters.completed.load(Ordering::Relaxed),
+            prefills: sh.counters.prefills.load(Ordering::Relaxed),
             last_load_error: err,
         }
     }
@@ -391,6 +397,7 @@ impl LocalBackend {
             enqueued: Instant::now(),
             state: AtomicU8::new(QUEUED),
             tx: Mutex::new(Some(tx)),
+            prefill: false,
         });
         {
             let mut s = lock(&sh.sched);
@@ -445,6 +452,46 @@ impl LocalBackend {
     }
 }
 
+impl LocalBackend {
+    /// Hands a prefill job to an idle slot, when the model is loaded, no
+    /// request waits and the slot does not already hold the prompt. The job
+    /// yields to any request that queues while it runs.
+    fn prefill(&self, g: Generate) {
+        if self.check_supported(&g).is_err() {
+            return;
+        }
+        let sh = &self.shared;
+        let key = routing_key(&g);
+        // Nobody reads a prefill's events: the receiver goes at once.
+        let (tx, _) = mpsc::channel(1);
+        {
+            let mut s = lock(&sh.sched);
+            if sh.shutdown.load(Ordering::Acquire) || s.load != LoadState::Loaded || !s.queue.is_empty() {
+                return;
+            }
+            let Some(i) = pick_slot(&s.slots, &key) else {
+                return;
+            };
+            if s.slots[i].key.starts_with(&key) {
+                return;
+            }
+            let job = Arc::new(Job {
+                id: sh.next_job.fetch_add(1, Ordering::Relaxed),
+                gen_: g,
+                key,
+                enqueued: Instant::now(),
+                state: AtomicU8::new(QUEUED),
+                tx: Mutex::new(Some(tx)),
+                prefill: true,
+            });
+            s.slots[i].busy = true;
+            s.slots[i].assigned = Some(job);
+            sh.counters.prefills.fetch_add(1, Ordering::Relaxed);
+        }
+        sh.changed.notify_all();
+    }
+}
+
 impl Drop for LocalBackend {
     fn drop(&mut self) {
         let sh = &self.shared;
@@ -470,6 +517,10 @@ impl Backend for LocalBackend {
     /// wait bound) are the stream's first and only item, before any text.
     fn stream(&self, req: Generate) -> BoxFuture<'_, Result<EventStream, BackendError>> {
         Box::pin(async move { self.submit(req) })
+    }
+
+    fn prepare(&self, req: Generate) {
+        self.prefill(req);
     }
 }
 
@@ -759,8 +810,15 @@ fn worker(sh: &Shared, i: usize, mut slot: Slot<'_>) {
         let Some(tx) = job.take_tx() else { continue };
         // A panic inside llama-cpp-2 must not take the slot (and every
         // request queued behind it) down with it.
+        // A prefill gives way to any request that queues behind it.
+        let preempted = || !lock(&sh.sched).queue.is_empty();
+        let prefill: Option<&dyn Fn() -> bool> = if job.prefill { Some(&preempted) } else { None };
         let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            slot.run(&sh.tier, &job.gen_, &tx, &sh.counters, &stopping)
+            let mode = engine::Mode {
+                shutdown: &stopping,
+                prefill,
+            };
+            slot.run(&sh.tier, &job.gen_, &tx, &sh.counters, mode)
         }));
         let out: Outcome = run.unwrap_or_else(|_| {
             slot.reset();

@@ -102,3 +102,49 @@ async fn characters_built_from_byte_tokens_are_never_split() {
     assert!(a.pieces.iter().filter(|p| p.is_empty()).count() >= 3, "{:?}", a.pieces);
     assert!(a.pieces.iter().any(|p| p == "𠜎"), "{:?}", a.pieces);
 }
+
+/// Warm standby: `prepare` evaluates a prompt on an idle slot, so the
+/// handover that follows (the same conversation, continuing the text a
+/// cloud already sent) evaluates only that text.
+#[tokio::test]
+async fn a_prepared_prompt_leaves_only_the_handed_over_text_to_evaluate() {
+    use api::Backend;
+    let b = LocalBackend::new(&tier("prefill")).unwrap();
+    // A prefill never waits for a load: load the model first.
+    run(&b, greedy(1, json!({"messages": [{"role": "user", "content": "Hi"}]}))).await;
+    let question = "Explain, step by step, how a refrigerator moves heat from inside to outside. ".repeat(4);
+    let conv = json!({"messages": [{"role": "user", "content": question}]});
+
+    let before = b.status();
+    b.prepare(greedy(16, conv.clone()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while b.status().busy > 0 || b.status().evaluated_prompt_tokens == before.evaluated_prompt_tokens {
+        assert!(std::time::Instant::now() < deadline, "the prefill did not finish");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let warmed = b.status();
+    assert_eq!(warmed.prefills, before.prefills + 1);
+    assert_eq!(
+        warmed.completed_requests, before.completed_requests,
+        "a prefill is not a request"
+    );
+    let prompt_tokens = warmed.evaluated_prompt_tokens - before.evaluated_prompt_tokens;
+    assert!(prompt_tokens > 60, "{prompt_tokens} tokens evaluated by the prefill");
+
+    // The same prompt again is already in the cache: nothing to do.
+    b.prepare(greedy(16, conv.clone()));
+    assert_eq!(b.status().prefills, warmed.prefills);
+
+    let mut handover = greedy(8, conv);
+    handover.continue_from = Some("A refrigerator works by".into());
+    let a = run(&b, handover).await;
+    assert!(a.error.is_none(), "{:?}", a.error);
+    let after = b.status();
+    let evaluated = after.evaluated_prompt_tokens - warmed.evaluated_prompt_tokens;
+    let reused = after.reused_prompt_tokens - warmed.reused_prompt_tokens;
+    assert_eq!(evaluated + reused, u64::from(a.usage.unwrap().prompt_tokens));
+    assert!(
+        evaluated <= 8,
+        "evaluated {evaluated} tokens after the prefill (reused {reused})"
+    );
+}
