@@ -37,21 +37,43 @@ pub struct Handover {
 }
 
 pub struct Renderer {
-    pub id: String,
-    pub created: u64,
-    pub model: String,
+    id: String,
+    created: u64,
+    model: String,
     /// The role chunk opens the stream once, whichever backend starts it.
     role_sent: bool,
+    /// Every chunk of this answer up to its delta: `data: {"id":…,
+    /// "object":…,"created":…,"model":…,"choices":[{"index":0,"delta":`.
+    /// Text and finish chunks are this, the escaped delta and a fixed tail:
+    /// no JSON tree is built per token.
+    head: Vec<u8>,
 }
+
+/// What follows the delta of a chunk without a finish reason.
+const TAIL_OPEN: &[u8] = b",\"finish_reason\":null}]}\n\n";
 
 impl Renderer {
     pub fn new(id: String, created: u64, model: String) -> Self {
+        let mut head = Vec::with_capacity(128 + id.len() + model.len());
+        head.extend_from_slice(b"data: {\"id\":");
+        write_json_str(&mut head, &id);
+        head.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+        head.extend_from_slice(created.to_string().as_bytes());
+        head.extend_from_slice(b",\"model\":");
+        write_json_str(&mut head, &model);
+        head.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
         Renderer {
             id,
             created,
             model,
             role_sent: false,
+            head,
         }
+    }
+
+    /// The `model` every response of this answer names.
+    pub fn model(&self) -> &str {
+        &self.model
     }
 
     fn chunk(&self, delta: Value, finish: Option<FinishReason>, extra: Option<(&str, Value)>) -> Vec<u8> {
@@ -71,20 +93,37 @@ impl Renderer {
         sse_data(&v)
     }
 
+    /// A chunk from the fixed head, a delta already written as JSON, and
+    /// the tail.
+    fn fast_chunk(&self, delta: &[&[u8]], tail: &[u8]) -> Vec<u8> {
+        let len = delta.iter().map(|d| d.len()).sum::<usize>();
+        let mut out = Vec::with_capacity(self.head.len() + len + tail.len());
+        out.extend_from_slice(&self.head);
+        for d in delta {
+            out.extend_from_slice(d);
+        }
+        out.extend_from_slice(tail);
+        out
+    }
+
     /// The first chunk: the role, no content.
     pub fn role_chunk(&mut self) -> Option<Vec<u8>> {
         if self.role_sent {
             return None;
         }
         self.role_sent = true;
-        Some(self.chunk(json!({"role": "assistant", "content": ""}), None, None))
+        Some(self.fast_chunk(&[br#"{"role":"assistant","content":""}"#], TAIL_OPEN))
     }
 
     /// The chunk for one event; `None` for events that are not chunks
     /// (usage goes in the final chunk).
     pub fn event_chunk(&mut self, ev: &Event) -> Option<Vec<u8>> {
         match ev {
-            Event::Text { text, .. } if !text.is_empty() => Some(self.chunk(json!({"content": text}), None, None)),
+            Event::Text { text, .. } if !text.is_empty() => {
+                let mut escaped = Vec::with_capacity(text.len() + 2);
+                write_json_str(&mut escaped, text);
+                Some(self.fast_chunk(&[b"{\"content\":", &escaped, b"}"], TAIL_OPEN))
+            }
             Event::Text { .. } | Event::Usage(_) => None,
             Event::ToolCall {
                 index,
@@ -107,7 +146,10 @@ impl Renderer {
                 Some(self.chunk(json!({"tool_calls": [Value::Object(call)]}), None, None))
             }
             Event::Logprobs(lp) => Some(self.chunk(json!({}), None, Some(("logprobs", lp.clone())))),
-            Event::Finish(reason) => Some(self.chunk(json!({}), Some(*reason), None)),
+            Event::Finish(reason) => {
+                let tail = [b"},\"finish_reason\":\"", reason.as_str().as_bytes(), b"\"}]}\n\n"].concat();
+                Some(self.fast_chunk(&[b"{"], &tail))
+            }
         }
     }
 
@@ -144,6 +186,12 @@ impl Renderer {
 }
 
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// Appends `s` as a JSON string literal (quoted and escaped).
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, s);
+}
 
 pub fn sse_data(v: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
@@ -242,6 +290,41 @@ mod tests {
         }
         let end = r.final_chunks(Some(Usage::new(3, 4)), &TandemInfo::default());
         assert!(end.ends_with(DONE));
+    }
+
+    /// The chunks written from the fixed head are the same JSON as the
+    /// ones built as a tree, whatever the text holds.
+    #[test]
+    fn fast_chunks_match_the_json_tree() {
+        let parse = |c: &[u8]| -> Value {
+            let s = std::str::from_utf8(c).unwrap();
+            assert!(s.starts_with("data: ") && s.ends_with("\n\n"), "{s:?}");
+            serde_json::from_str(s["data: ".len()..].trim_end()).unwrap()
+        };
+        let mut r = Renderer::new("chatcmpl-\"q\"".into(), 7, "m\\odel\u{1}".into());
+        let role = r.role_chunk().unwrap();
+        assert_eq!(
+            parse(&role),
+            parse(&r.chunk(json!({"role": "assistant", "content": ""}), None, None))
+        );
+        for text in [
+            "plain",
+            "quote \" backslash \\ newline \n tab \t",
+            "\u{0}\u{1f}",
+            "中文 🎉",
+            "</script>",
+        ] {
+            let fast = r.event_chunk(&Event::text(text)).unwrap();
+            assert_eq!(
+                parse(&fast),
+                parse(&r.chunk(json!({"content": text}), None, None)),
+                "{text:?}"
+            );
+        }
+        for reason in [FinishReason::Stop, FinishReason::Length, FinishReason::ToolCalls] {
+            let fast = r.event_chunk(&Event::Finish(reason)).unwrap();
+            assert_eq!(parse(&fast), parse(&r.chunk(json!({}), Some(reason), None)));
+        }
     }
 
     #[test]

@@ -45,6 +45,16 @@ fn bench(c: &mut Criterion) {
         group.bench_function(name, |b| b.iter(|| routing.decide(&req, &headers, None)));
     }
     group.finish();
+
+    // Where the 1 KB decision's time goes: the scores, then the policy alone.
+    let req = request(prompt(1024));
+    let scores = routing.score(&req);
+    let signals = routing.signals(&req, &headers, &scores, None);
+    let policy = routing.policy();
+    let mut parts = c.benchmark_group("decision-1KB-parts");
+    parts.bench_function("scores", |b| b.iter(|| routing.score(&req)));
+    parts.bench_function("policy", |b| b.iter(|| policy.policy.decide(&signals)));
+    parts.finish();
 }
 
 criterion_group!(benches, bench);

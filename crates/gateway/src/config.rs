@@ -43,6 +43,57 @@ struct RawConfig {
     local: Vec<local::LocalTierConfig>,
     #[serde(default)]
     cloud: Vec<cloud::CloudTierConfig>,
+    #[serde(default)]
+    hybrid: HybridConfig,
+}
+
+/// How answers move between backends (`[hybrid]`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HybridConfig {
+    /// Evaluate the prompt on an idle local slot while a cloud answer that
+    /// has the local model as a fallback streams, so a failover mid-answer
+    /// evaluates only the text already sent.
+    #[serde(default)]
+    pub warm_standby: WarmStandby,
+    /// The cascade holds this many of the local model's first tokens back
+    /// and judges them before anything is shown.
+    #[serde(default = "default_hold_tokens")]
+    pub cascade_hold_tokens: usize,
+    /// Below this mean log-probability of the held tokens, the cascade
+    /// escalates to the next backend.
+    #[serde(default = "default_min_mean_logprob")]
+    pub cascade_min_mean_logprob: f32,
+}
+
+impl Default for HybridConfig {
+    fn default() -> Self {
+        HybridConfig {
+            warm_standby: WarmStandby::default(),
+            cascade_hold_tokens: default_hold_tokens(),
+            cascade_min_mean_logprob: default_min_mean_logprob(),
+        }
+    }
+}
+
+fn default_hold_tokens() -> usize {
+    8
+}
+fn default_min_mean_logprob() -> f32 {
+    -2.5
+}
+
+/// When to keep the local fallback warm. Evaluating a prompt that the cloud
+/// usually answers alone costs energy, hence `auto`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarmStandby {
+    /// On external power (or no battery), not in power-saver mode and not
+    /// hot (thermal below `serious`).
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,8 +115,6 @@ struct RawServer {
     cors_origins: Vec<String>,
     #[serde(default = "default_grace")]
     shutdown_grace_ms: u64,
-    #[serde(default = "default_stream_buffer")]
-    stream_buffer: usize,
 }
 
 impl Default for RawServer {
@@ -79,7 +128,6 @@ impl Default for RawServer {
             body_timeout_ms: default_body_timeout(),
             cors_origins: vec![],
             shutdown_grace_ms: default_grace(),
-            stream_buffer: default_stream_buffer(),
         }
     }
 }
@@ -95,9 +143,6 @@ fn default_body_timeout() -> u64 {
 }
 fn default_grace() -> u64 {
     10_000
-}
-fn default_stream_buffer() -> usize {
-    32
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +193,7 @@ pub struct Config {
     pub device: device::DeviceConfig,
     pub local: Vec<local::LocalTierConfig>,
     pub cloud: Vec<cloud::CloudTierConfig>,
+    pub hybrid: HybridConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -159,7 +205,6 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     pub cors_origins: Vec<String>,
     pub shutdown_grace: Duration,
-    pub stream_buffer: usize,
 }
 
 /// Variables are read through a trait so tests never touch the process
@@ -229,9 +274,6 @@ impl Config {
                 "server.max_body_bytes must be at least 1024".into(),
             ));
         }
-        if s.stream_buffer == 0 {
-            return Err(err("stream_buffer", "server.stream_buffer must be at least 1".into()));
-        }
         let server = ServerConfig {
             listen: s.listen,
             allowed_hosts: s.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
@@ -240,7 +282,6 @@ impl Config {
             body_timeout: Duration::from_millis(s.body_timeout_ms),
             cors_origins: s.cors_origins,
             shutdown_grace: Duration::from_millis(s.shutdown_grace_ms),
-            stream_buffer: s.stream_buffer,
         };
 
         let mut local = raw.local;
@@ -278,6 +319,19 @@ impl Config {
         if let Some(reserved) = names.iter().find(|n| ["auto"].contains(n)) {
             return Err(err("name", format!("tier name {reserved:?} is reserved")));
         }
+        let hybrid = raw.hybrid;
+        if hybrid.cascade_hold_tokens == 0 || hybrid.cascade_hold_tokens > 256 {
+            return Err(err(
+                "cascade_hold_tokens",
+                "hybrid.cascade_hold_tokens must be between 1 and 256".into(),
+            ));
+        }
+        if !(hybrid.cascade_min_mean_logprob.is_finite() && hybrid.cascade_min_mean_logprob <= 0.0) {
+            return Err(err(
+                "cascade_min_mean_logprob",
+                "hybrid.cascade_min_mean_logprob must be a log-probability (a finite number <= 0)".into(),
+            ));
+        }
         let mut device = raw.device;
         device.validate().map_err(|e| err("device", format!("device: {e}")))?;
         device.resolve_paths(base);
@@ -291,6 +345,7 @@ impl Config {
             device,
             local,
             cloud,
+            hybrid,
         };
         config.check_listen().map_err(|mut e| {
             e.line = find_key_line(text, "listen");
@@ -354,4 +409,40 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
                 .is_some_and(|rest| rest.trim_start().starts_with('='))
         })
         .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "t.toml", Path::new("/tmp"), &HashMap::<String, String>::new())
+    }
+
+    #[test]
+    fn the_embedded_config_parses_with_hybrid_defaults() {
+        let c = Config::load(None, &HashMap::<String, String>::new()).unwrap();
+        assert_eq!(c.hybrid.warm_standby, WarmStandby::Auto);
+        assert_eq!(c.hybrid.cascade_hold_tokens, 8);
+        assert!(c.server.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn hybrid_settings_are_read_and_bad_ones_refused_with_their_line() {
+        let c = parse("[hybrid]\nwarm_standby = \"never\"\ncascade_hold_tokens = 4\n").unwrap();
+        assert_eq!(c.hybrid.warm_standby, WarmStandby::Never);
+        assert_eq!(c.hybrid.cascade_hold_tokens, 4);
+        let e = parse("[hybrid]\nwarm_standby = \"sometimes\"\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e:?}");
+        let e = parse("[hybrid]\n\ncascade_hold_tokens = 0\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e:?}");
+        assert!(e.reason.contains("cascade_hold_tokens"), "{e:?}");
+        let e = parse("[hybrid]\ncascade_min_mean_logprob = 0.5\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e:?}");
+        let e = parse("[hybrid]\nwarm = true\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e:?}");
+    }
 }

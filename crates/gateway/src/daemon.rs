@@ -96,6 +96,7 @@ pub async fn build(cfg: &Config, env: &dyn cloud::EnvSource) -> anyhow::Result<A
     };
     let settings = cfg.device.validate().map_err(|e| anyhow::anyhow!("device: {e}"))?;
     routing.device = Some(device::DeviceMonitor::from_config(&settings).await);
+    routing.hybrid = cfg.hybrid;
     Ok(AppState {
         security: Security {
             allowed_hosts: cfg.server.allowed_hosts.clone(),
@@ -106,7 +107,6 @@ pub async fn build(cfg: &Config, env: &dyn cloud::EnvSource) -> anyhow::Result<A
         },
         tiers,
         routing: Arc::new(routing),
-        stream_buffer: cfg.server.stream_buffer,
         started: Instant::now(),
     })
 }

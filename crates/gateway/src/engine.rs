@@ -35,6 +35,9 @@ pub struct Plan {
     pub cascade: Option<Cascade>,
     /// Cloud backends get a redacted copy of the request (redact-then-cloud).
     pub redact: Option<Redact>,
+    /// While a cloud backend answers, a later local fallback evaluates the
+    /// prompt ahead of a possible handover ([`Backend::prepare`]).
+    pub warm_standby: bool,
 }
 
 /// The cascade's test: the local model starts; its first `hold_tokens`
@@ -114,6 +117,8 @@ pub struct Run {
     attempts: VecDeque<Arc<dyn Backend>>,
     cascade: Option<Cascade>,
     redact: Option<Redact>,
+    /// Still to do: warm the local fallback when a cloud backend starts.
+    warm_standby: bool,
     pub info: TandemInfo,
     /// The backend producing events now.
     current: Option<(Arc<dyn Backend>, EventStream)>,
@@ -124,6 +129,14 @@ pub struct Run {
     /// A tool call was streamed: a successor cannot continue half a call.
     tool_call_sent: bool,
     content_sent: bool,
+    /// Content events handed out, over all backends: the answer budget a
+    /// successor has left (one token each for the local model and for
+    /// OpenAI-style servers).
+    pieces_sent: u32,
+    /// Content events from the current backend, and whether it reported its
+    /// usage: a backend cut before its usage is counted by its pieces.
+    current_pieces: u32,
+    current_usage: bool,
     usage: Usage,
     saw_usage: bool,
     /// The backend sent its finish: a later break loses nothing.
@@ -139,12 +152,16 @@ impl Run {
             attempts: plan.attempts.into(),
             cascade: plan.cascade,
             redact: plan.redact,
+            warm_standby: plan.warm_standby,
             info: plan.info,
             current: None,
             pending: VecDeque::new(),
             sent: String::new(),
             tool_call_sent: false,
             content_sent: false,
+            pieces_sent: 0,
+            current_pieces: 0,
+            current_usage: false,
             usage: Usage::default(),
             saw_usage: false,
             finished: false,
@@ -158,21 +175,34 @@ impl Run {
 
     /// What `backend` is asked: a cloud backend under redact-then-cloud gets
     /// the redacted copy, and the redacted text already sent to continue.
+    /// A successor gets what is left of the answer's token budget.
     pub fn generate_for(&self, backend: &dyn Backend) -> Generate {
         let sent = self.content_sent.then(|| self.sent.clone());
         let want_token_stats = self.cascade.is_some() && backend.is_local() && !self.content_sent;
         match &self.redact {
             Some(r) if !backend.is_local() => Generate {
-                request: r.redaction.request.clone(),
+                request: self.budgeted(&r.redaction.request),
                 continue_from: sent.map(|s| r.redaction.map.redact_str(&s)),
                 want_token_stats,
             },
             _ => Generate {
-                request: self.request.clone(),
+                request: self.budgeted(&self.request),
                 continue_from: sent,
                 want_token_stats,
             },
         }
+    }
+
+    /// `req` with its `max_tokens` (either spelling) reduced by the pieces
+    /// already sent, never below one.
+    fn budgeted(&self, req: &ChatRequest) -> ChatRequest {
+        let mut req = req.clone();
+        if self.pieces_sent > 0 {
+            let left = |m: u32| m.saturating_sub(self.pieces_sent).max(1);
+            req.max_tokens = req.max_tokens.map(left);
+            req.max_completion_tokens = req.max_completion_tokens.map(left);
+        }
+        req
     }
 
     /// Restores placeholders in a cloud's non-stream answer.
@@ -354,6 +384,9 @@ impl Run {
                     Some(r) => restoring(stream, r),
                     None => stream,
                 };
+                if !backend.is_local() {
+                    self.warm_local_fallback();
+                }
                 self.current = Some((backend, stream));
                 true
             }
@@ -370,11 +403,32 @@ impl Run {
         }
     }
 
+    /// Once per answer: the first local backend still in the plan evaluates
+    /// the prompt it would be given on a handover now, while the cloud
+    /// streams. Only the text sent before the break is left to evaluate then.
+    fn warm_local_fallback(&mut self) {
+        if !std::mem::take(&mut self.warm_standby) {
+            return;
+        }
+        if let Some(local) = self.attempts.iter().find(|b| b.is_local()).cloned() {
+            let mut generate = self.generate_for(local.as_ref());
+            generate.continue_from = None;
+            local.prepare(generate);
+        }
+    }
+
     /// The current backend failed: it is dropped and the handover recorded.
     fn handover_from_current(&mut self, e: &BackendError) {
         if let Some((b, _)) = self.current.take() {
             self.record_handover(b.name(), e);
         }
+        // What the cut backend produced counts in the answer's usage even
+        // when it never reported it (its prompt tokens stay unknown).
+        if !self.current_usage && self.current_pieces > 0 {
+            self.usage.add(Usage::new(0, self.current_pieces));
+        }
+        self.current_pieces = 0;
+        self.current_usage = false;
     }
 
     /// A handover away from `from`, to the next backend in the plan.
@@ -440,6 +494,8 @@ impl Run {
             Event::Text { text, .. } if !text.is_empty() => {
                 self.sent.push_str(text);
                 self.content_sent = true;
+                self.pieces_sent += 1;
+                self.current_pieces += 1;
             }
             Event::ToolCall { .. } => {
                 self.tool_call_sent = true;
@@ -448,6 +504,7 @@ impl Run {
             Event::Usage(u) => {
                 self.usage.add(*u);
                 self.saw_usage = true;
+                self.current_usage = true;
             }
             Event::Finish(_) => self.finished = true,
             _ => {}

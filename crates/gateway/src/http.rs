@@ -22,9 +22,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::engine::Run;
@@ -288,7 +286,7 @@ async fn chat(state: Arc<AppState>, headers: HeaderMap, body: Body, id: String) 
         return HttpError(e).into_response();
     }
     if stream {
-        return stream_response(run, renderer, state.stream_buffer, started);
+        return stream_response(run, renderer, started);
     }
     let mut agg = Aggregate::default();
     while let Some(ev) = run.next_event().await {
@@ -303,7 +301,7 @@ async fn chat(state: Arc<AppState>, headers: HeaderMap, body: Body, id: String) 
     if let Some(u) = run.usage() {
         agg.usage = u;
     }
-    telemetry::content(&json!(run.request().messages), &agg.text);
+    telemetry::content(&run.request().messages, &agg.text);
     let usage = agg.usage;
     let body = agg.into_completion(&renderer, &run.info);
     outcome(&run, 200, Some(usage));
@@ -339,7 +337,7 @@ async fn passthrough(run: &mut Run, renderer: &Renderer) -> Option<(Response, Op
             run.info.route = backend.name().to_owned();
             let usage = serde_json::from_value::<Usage>(v["usage"].clone()).ok();
             if let Some(obj) = v.as_object_mut() {
-                obj.insert("model".into(), Value::String(renderer.model.clone()));
+                obj.insert("model".into(), Value::String(renderer.model().to_owned()));
                 obj.insert("tandem".into(), json!(run.info));
             }
             Some((json_response(&run.info, &v), usage))
@@ -375,121 +373,140 @@ fn json_response(info: &TandemInfo, body: &Value) -> Response {
     resp
 }
 
-/// Streams the run as SSE. A task pumps events into a bounded channel; when
-/// the app disconnects the channel closes, the task returns, and dropping the
-/// backend's stream stops the work behind it.
-fn stream_response(run: Run, renderer: Renderer, buffer: usize, started: Instant) -> Response {
-    let (tx, rx) = mpsc::channel::<Bytes>(buffer);
-    let info_at_start = run.info.clone();
-    let task = async move {
-        let mut p = Pump {
-            run,
-            renderer,
-            tx,
-            started,
-            ttft: None,
-            status: 200,
-            answer: String::new(),
-        };
-        p.run().await;
-        if p.status == 499 {
-            tracing::info!("the app went away; the backends working for it were stopped");
-        }
-        telemetry::content(&json!(p.run.request().messages), &p.answer);
-        telemetry::record(&telemetry::Outcome {
-            info: &p.run.info,
-            status: p.status,
-            stream: true,
-            ttft: p.ttft,
-            total: started.elapsed(),
-            usage: p.run.usage(),
-        });
+/// Streams the run as SSE. The response body pulls each chunk from the run
+/// when hyper is ready to write it: no task or channel between the backend
+/// and the socket, and backpressure all the way to the backend. When the
+/// app disconnects, hyper drops the body, and dropping the run stops the
+/// backends working for it.
+fn stream_response(run: Run, renderer: Renderer, started: Instant) -> Response {
+    let route_info = run.info.clone();
+    let pump = Pump {
+        run,
+        renderer,
+        started,
+        ttft: None,
+        status: 200,
+        answer: String::new(),
+        logging: crate::logging::content_logging(),
+        phase: Phase::Role,
+        span: tracing::Span::current(),
     };
-    tokio::spawn(task.instrument(tracing::Span::current()));
-    let body =
-        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>));
-    let mut resp = (StatusCode::OK, body).into_response();
+    let chunks = futures::stream::unfold(pump, |mut p| async move {
+        let span = p.span.clone();
+        let chunk = p.next_chunk().instrument(span).await?;
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(chunk)), p))
+    });
+    let mut resp = (StatusCode::OK, Body::from_stream(chunks)).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    route_headers(&mut resp, &info_at_start);
+    route_headers(&mut resp, &route_info);
     resp
 }
 
-async fn send(tx: &mpsc::Sender<Bytes>, bytes: Vec<u8>) -> bool {
-    tx.send(Bytes::from(bytes)).await.is_ok()
+#[derive(PartialEq, Eq)]
+enum Phase {
+    /// The role chunk opens the stream.
+    Role,
+    Events,
+    /// The final chunk or an error event was written.
+    Done,
 }
 
-/// Moves one answer's events to the app.
+/// One answer's events on their way to the app, as SSE chunks.
 struct Pump {
     run: Run,
     renderer: Renderer,
-    tx: mpsc::Sender<Bytes>,
     started: Instant,
     ttft: Option<std::time::Duration>,
     /// 200, the error's status, or 499 when the app went away.
     status: u16,
     /// The answer, kept only when content logging is on.
     answer: String,
+    logging: bool,
+    phase: Phase,
+    /// The request's span: logs written while streaming carry its id.
+    span: tracing::Span,
 }
 
 impl Pump {
-    async fn run(&mut self) {
-        let logging = crate::logging::content_logging();
-        if let Some(role) = self.renderer.role_chunk()
-            && !send(&self.tx, role).await
-        {
-            self.status = 499;
-            return;
-        }
+    /// The next chunk to write; `None` once the stream is complete.
+    async fn next_chunk(&mut self) -> Option<Vec<u8>> {
         loop {
-            let next = tokio::select! {
-                biased;
-                _ = self.tx.closed() => {
-                    self.status = 499;
-                    return;
-                }
-                _ = crate::server::aborted() => {
-                    let e = ApiError::new(503, "server_error", Some("shutting_down"), "the daemon is shutting down; the answer was not finished");
-                    self.status = e.status;
-                    let chunk = self.renderer.error_chunk(&e, &self.run.info);
-                    let _ = send(&self.tx, chunk).await;
-                    return;
-                }
-                ev = self.run.next_event() => ev,
-            };
-            match next {
-                Some(Ok(Event::Usage(_))) => {}
-                Some(Ok(ev)) => {
-                    if self.ttft.is_none() && ev.is_content() {
-                        self.ttft = Some(self.started.elapsed());
-                    }
-                    if logging && let Event::Text { text, .. } = &ev {
-                        self.answer.push_str(text);
-                    }
-                    if let Some(chunk) = self.renderer.event_chunk(&ev)
-                        && !send(&self.tx, chunk).await
-                    {
-                        self.status = 499;
-                        return;
+            match self.phase {
+                Phase::Done => return None,
+                Phase::Role => {
+                    self.phase = Phase::Events;
+                    if let Some(role) = self.renderer.role_chunk() {
+                        return Some(role);
                     }
                 }
-                Some(Err(e)) => {
-                    self.status = e.status;
-                    let chunk = self.renderer.error_chunk(&e, &self.run.info);
-                    let _ = send(&self.tx, chunk).await;
-                    return;
+                Phase::Events => {
+                    let next = tokio::select! {
+                        biased;
+                        _ = crate::server::aborted() => {
+                            let e = ApiError::new(503, "server_error", Some("shutting_down"), "the daemon is shutting down; the answer was not finished");
+                            return Some(self.error(&e));
+                        }
+                        ev = self.run.next_event() => ev,
+                    };
+                    match next {
+                        Some(Ok(Event::Usage(_))) => {}
+                        Some(Ok(ev)) => {
+                            if self.ttft.is_none() && ev.is_content() {
+                                self.ttft = Some(self.started.elapsed());
+                            }
+                            if self.logging
+                                && let Event::Text { text, .. } = &ev
+                            {
+                                self.answer.push_str(text);
+                            }
+                            if let Some(chunk) = self.renderer.event_chunk(&ev) {
+                                return Some(chunk);
+                            }
+                        }
+                        Some(Err(e)) => return Some(self.error(&e)),
+                        None => {
+                            self.phase = Phase::Done;
+                            let usage = if self.run.request().include_usage() {
+                                Some(self.run.usage().unwrap_or_default())
+                            } else {
+                                None
+                            };
+                            return Some(self.renderer.final_chunks(usage, &self.run.info));
+                        }
+                    }
                 }
-                None => break,
             }
         }
-        let usage = if self.run.request().include_usage() {
-            Some(self.run.usage().unwrap_or_default())
-        } else {
-            None
-        };
-        let chunk = self.renderer.final_chunks(usage, &self.run.info);
-        let _ = send(&self.tx, chunk).await;
+    }
+
+    /// The explicit error event that ends the stream.
+    fn error(&mut self, e: &ApiError) -> Vec<u8> {
+        self.phase = Phase::Done;
+        self.status = e.status;
+        self.renderer.error_chunk(e, &self.run.info)
+    }
+}
+
+/// The stream is over, completed or dropped by hyper because the app went
+/// away: the outcome is recorded either way.
+impl Drop for Pump {
+    fn drop(&mut self) {
+        let _enter = self.span.enter();
+        if self.phase != Phase::Done {
+            self.status = 499;
+            tracing::info!("the app went away; the backends working for it were stopped");
+        }
+        telemetry::content(&self.run.request().messages, &self.answer);
+        telemetry::record(&telemetry::Outcome {
+            info: &self.run.info,
+            status: self.status,
+            stream: true,
+            ttft: self.ttft,
+            total: self.started.elapsed(),
+            usage: self.run.usage(),
+        });
     }
 }
 

@@ -3,6 +3,7 @@
 //! No code path logs prompt or answer text unless `logging.log_content` is
 //! true; `CONTENT_LOGGING` carries that switch to the few places that may.
 
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing_subscriber::EnvFilter;
@@ -19,8 +20,11 @@ pub fn content_logging() -> bool {
 pub fn init(cfg: &LoggingConfig) -> anyhow::Result<()> {
     CONTENT_LOGGING.store(cfg.log_content, Ordering::Relaxed);
     let filter = EnvFilter::try_from_env("TANDEM_LOG").or_else(|_| EnvFilter::try_new(&cfg.level))?;
+    // Colours only for a person at a terminal: escape codes in a file or a
+    // journal are noise, and cost time on every line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = if cfg.json {
         builder.json().flatten_event(true).try_init()

@@ -16,6 +16,7 @@ use policy::{CloudAllowed, Decision, Policy, PolicyError, Signals, Target, Targe
 use scoring::{RequestShape, Scorer, Scores, Turn};
 use serde_json::{Value, json};
 
+use crate::config::WarmStandby;
 use crate::engine::Plan;
 use crate::state::{Tier, Tiers};
 
@@ -32,8 +33,8 @@ pub struct Routing {
     /// The file reloads read; `None` for a policy given as text (tests, embedded).
     policy_file: Option<PathBuf>,
     pub device: Option<device::DeviceMonitor>,
-    /// How the cascade strategy judges the local model's first tokens.
-    pub cascade: crate::engine::Cascade,
+    /// The cascade's test and when to keep the local fallback warm.
+    pub hybrid: crate::config::HybridConfig,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
     last_reload_error: Mutex<Option<String>>,
@@ -86,10 +87,7 @@ impl Routing {
             targets,
             policy_file: from_file.then(|| policy_path.to_path_buf()),
             device: None,
-            cascade: crate::engine::Cascade {
-                hold_tokens: 8,
-                min_mean_logprob: -2.5,
-            },
+            hybrid: crate::config::HybridConfig::default(),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             last_reload_error: Mutex::new(None),
@@ -298,9 +296,25 @@ impl Routing {
         Ok(Plan {
             attempts: attempts.iter().map(|t| t.backend.clone()).collect(),
             info,
-            cascade: (matches!(decision.target, Target::Cascade { .. }) && explicit.is_none()).then_some(self.cascade),
+            cascade: (matches!(decision.target, Target::Cascade { .. }) && explicit.is_none()).then_some(
+                crate::engine::Cascade {
+                    hold_tokens: self.hybrid.cascade_hold_tokens,
+                    min_mean_logprob: self.hybrid.cascade_min_mean_logprob,
+                },
+            ),
+            warm_standby: self.warm_standby(&signals),
             redact: redact.then(|| crate::engine::Redact::new(req, &scores)),
         })
+    }
+
+    /// Whether this request's local fallback is kept warm while the cloud
+    /// answers (see [`WarmStandby`]).
+    fn warm_standby(&self, s: &Signals) -> bool {
+        match self.hybrid.warm_standby {
+            WarmStandby::Always => true,
+            WarmStandby::Never => false,
+            WarmStandby::Auto => s.charging && !s.power_saver && s.thermal_level < device::Thermal::Serious as i64,
+        }
     }
 
     /// The decision alone, for `POST /v1/route` and `tandem route`.

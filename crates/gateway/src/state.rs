@@ -65,9 +65,6 @@ pub struct AppState {
     pub security: Security,
     pub tiers: Tiers,
     pub routing: Arc<Routing>,
-    /// Chunks buffered between a backend and a slow app before the backend
-    /// waits (bounded: a stalled app never grows memory).
-    pub stream_buffer: usize,
     pub started: std::time::Instant,
 }
 

@@ -16,7 +16,6 @@ use api::{Handover, TandemInfo, Usage};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::state::AppState;
 
@@ -220,8 +219,9 @@ pub fn render(state: &AppState) -> String {
 }
 
 /// Logs prompt and answer only when the operator turned it on.
-pub fn content(prompt: &Value, answer: &str) {
+pub fn content(messages: &[api::Message], answer: &str) {
     if crate::logging::content_logging() {
+        let prompt = serde_json::to_string(messages).unwrap_or_default();
         tracing::info!(prompt = %prompt, answer = %answer, "content");
     }
 }

@@ -34,6 +34,10 @@ struct Fake {
     calls: AtomicUsize,
     /// What each call was asked to continue from.
     seen: Mutex<Vec<Option<String>>>,
+    /// Each call's `max_tokens`.
+    budgets: Mutex<Vec<Option<u32>>>,
+    /// What `prepare` was given to continue from, per call.
+    prepared: Mutex<Vec<Option<String>>>,
 }
 
 impl Fake {
@@ -45,6 +49,8 @@ impl Fake {
             steps,
             calls: AtomicUsize::new(0),
             seen: Mutex::new(vec![]),
+            budgets: Mutex::new(vec![]),
+            prepared: Mutex::new(vec![]),
         })
     }
     fn refusing(name: &'static str, local: bool, kind: BackendErrorKind) -> Arc<Self> {
@@ -55,6 +61,8 @@ impl Fake {
             steps: vec![],
             calls: AtomicUsize::new(0),
             seen: Mutex::new(vec![]),
+            budgets: Mutex::new(vec![]),
+            prepared: Mutex::new(vec![]),
         })
     }
 }
@@ -69,6 +77,7 @@ impl Backend for Fake {
     fn stream(&self, req: Generate) -> BoxFuture<'_, Result<EventStream, BackendError>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.seen.lock().unwrap().push(req.continue_from.clone());
+        self.budgets.lock().unwrap().push(req.request.max_tokens());
         let name = self.name;
         let refuse = self.refuse;
         let steps = self.steps.clone();
@@ -84,6 +93,9 @@ impl Backend for Fake {
             }));
             Ok(Box::pin(s) as EventStream)
         })
+    }
+    fn prepare(&self, req: Generate) {
+        self.prepared.lock().unwrap().push(req.continue_from);
     }
 }
 
@@ -127,7 +139,6 @@ fn state(tiers: Vec<Arc<Fake>>, default: &str) -> Arc<AppState> {
         },
         tiers,
         routing: Arc::new(routing),
-        stream_buffer: 16,
         started: std::time::Instant::now(),
     })
 }
@@ -240,6 +251,7 @@ async fn failure_before_content_is_invisible() {
         },
         cascade: None,
         redact: None,
+        warm_standby: false,
     };
     let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
     let mut run = gateway::engine::Run::new(req, plan);
@@ -273,6 +285,7 @@ async fn failure_after_content_continues_from_the_text_sent() {
         },
         cascade: None,
         redact: None,
+        warm_standby: false,
     };
     let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
     let mut run = gateway::engine::Run::new(req, plan);
@@ -297,6 +310,7 @@ async fn local_only_plan_never_calls_the_cloud() {
         },
         cascade: None,
         redact: None,
+        warm_standby: false,
     };
     let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
     let mut run = gateway::engine::Run::new(req, plan);
@@ -536,4 +550,82 @@ async fn policy_hot_reload_swaps_good_files_and_keeps_the_old_one_on_errors() {
     assert_eq!(rule(&routing), "second-edit");
     let err = routing.last_reload_error().unwrap();
     assert!(err.contains("policy.toml:5:"), "{err}");
+}
+
+fn two_backend_plan(cloud: &Arc<Fake>, local: &Arc<Fake>, warm_standby: bool) -> gateway::engine::Plan {
+    gateway::engine::Plan {
+        attempts: vec![cloud.clone(), local.clone()],
+        info: api::TandemInfo {
+            cloud_allowed: true,
+            ..Default::default()
+        },
+        cascade: None,
+        redact: None,
+        warm_standby,
+    }
+}
+
+#[tokio::test]
+async fn a_successor_gets_the_budget_left_and_usage_counts_the_cut_part() {
+    let cloud = Fake::new(
+        "cloud-a",
+        false,
+        vec![
+            Step::Text("one "),
+            Step::Text("two "),
+            Step::Text("three "),
+            Step::Fail(BackendErrorKind::Interrupted),
+        ],
+    );
+    let local = Fake::new(
+        "local-a",
+        true,
+        vec![Step::Text("four."), Step::Usage(30, 1), Step::Finish],
+    );
+    let req: api::ChatRequest = serde_json::from_value(json!({
+        "model": "auto", "max_tokens": 10, "messages": [{"role": "user", "content": "count"}]
+    }))
+    .unwrap();
+    let mut run = gateway::engine::Run::new(req, two_backend_plan(&cloud, &local, false));
+    run.start().await.unwrap();
+    assert_eq!(drain_text(&mut run).await, "one two three four.");
+    assert_eq!(*cloud.budgets.lock().unwrap(), [Some(10)]);
+    assert_eq!(
+        *local.budgets.lock().unwrap(),
+        [Some(7)],
+        "10 asked, 3 sent before the cut"
+    );
+    let usage = run.usage().unwrap();
+    assert_eq!((usage.prompt_tokens, usage.completion_tokens), (30, 4), "{usage:?}");
+    assert_eq!(usage.total_tokens, 34);
+}
+
+#[tokio::test]
+async fn warm_standby_prepares_the_local_fallback_once_when_the_cloud_starts() {
+    let steps = vec![Step::Text("fine"), Step::Finish];
+    let cloud = Fake::new("cloud-a", false, steps.clone());
+    let local = Fake::new("local-a", true, steps.clone());
+    let mut run = gateway::engine::Run::new(
+        api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(),
+        two_backend_plan(&cloud, &local, true),
+    );
+    run.start().await.unwrap();
+    assert_eq!(drain_text(&mut run).await, "fine");
+    assert_eq!(
+        *local.prepared.lock().unwrap(),
+        [None],
+        "prepared once, from the start of the answer"
+    );
+    assert_eq!(local.calls.load(Ordering::SeqCst), 0);
+
+    // Off: nothing is prepared.
+    let cloud = Fake::new("cloud-a", false, steps.clone());
+    let local = Fake::new("local-a", true, steps);
+    let mut run = gateway::engine::Run::new(
+        api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(),
+        two_backend_plan(&cloud, &local, false),
+    );
+    run.start().await.unwrap();
+    drain_text(&mut run).await;
+    assert!(local.prepared.lock().unwrap().is_empty());
 }

@@ -128,7 +128,6 @@ fn app_state() -> (Arc<AppState>, Backends) {
         },
         tiers,
         routing: Arc::new(routing),
-        stream_buffer: 16,
         started: std::time::Instant::now(),
     });
     (state, Backends { local, cloud })
@@ -697,6 +696,20 @@ fn cases() -> Vec<Case> {
         Send::Drip {
             head,
             body: body.clone(),
+            every: Duration::from_secs(1),
+        },
+        TimeoutOrClose,
+    ));
+    // Slowloris: the request line at once, then the headers one byte a
+    // second. The whole request would take minutes: without a deadline on
+    // headers the exchange outlasts the test's own deadline.
+    let full = post(&body, "");
+    let line_end = full.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+    v.push(case(
+        "slow headers",
+        Send::Drip {
+            head: full[..line_end].to_vec(),
+            body: full[line_end..].to_vec(),
             every: Duration::from_secs(1),
         },
         TimeoutOrClose,
