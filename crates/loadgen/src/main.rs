@@ -1,5 +1,8 @@
 //! The `loadgen` command line: `run` (load for a bounded time, percentiles
-//! as JSON) and `trace` (one streamed request, every piece timed).
+//! as JSON), `trace` (one streamed request, every piece timed), `burst` (N
+//! requests at once, each outcome classified), `soak` (steady load,
+//! reported interval by interval) and `proc` (a process's memory,
+//! descriptors and TCP sockets).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,6 +34,55 @@ enum Command {
     Run(RunArgs),
     /// One request; prints each content piece with its arrival time.
     Trace(Common),
+    /// Exactly --count requests at once, one connection each; prints the
+    /// outcomes (completed, error event, HTTP error, timeout, …), handovers
+    /// and latency percentiles.
+    Burst(BurstArgs),
+    /// Steady closed-loop load for a long time; prints one JSON line per
+    /// interval (requests, errors, percentiles, the watched process's RSS,
+    /// descriptors and TCP connections), then the totals.
+    Soak(SoakArgs),
+    /// Prints a process's RSS, peak RSS, open descriptors and TCP sockets.
+    Proc(ProcArgs),
+}
+
+#[derive(Args)]
+struct BurstArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Requests sent at once, each on its own connection.
+    #[arg(long)]
+    count: usize,
+    /// Runtime worker threads of this client.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections, each with one request in flight.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 600.0)]
+    duration_s: f64,
+    /// Seconds between reports.
+    #[arg(long, default_value_t = 30.0)]
+    interval_s: f64,
+    /// A process (PID) looked at with each report.
+    #[arg(long)]
+    watch_pid: Option<u32>,
+    /// Runtime worker threads of this client.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Args)]
+struct ProcArgs {
+    #[arg(long)]
+    pid: u32,
 }
 
 #[derive(Args)]
@@ -109,7 +161,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Run(a) => a.threads.max(1),
-        Command::Trace(_) => 1,
+        Command::Burst(a) => a.threads.max(1),
+        Command::Soak(a) => a.threads.max(1),
+        Command::Trace(_) | Command::Proc(_) => 1,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -119,6 +173,9 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Run(a) => run(a).await,
             Command::Trace(c) => trace(c).await,
+            Command::Burst(a) => burst(a).await,
+            Command::Soak(a) => soak(a).await,
+            Command::Proc(a) => Ok(loadgen::procinfo::snapshot(&a.pid.to_string())?.to_json()),
         }
     })?;
     println!("{out}");
@@ -167,6 +224,37 @@ async fn trace(c: Common) -> anyhow::Result<Value> {
         "pieces": pieces,
         "others": o.others,
     }))
+}
+
+async fn burst(a: BurstArgs) -> anyhow::Result<Value> {
+    if a.count == 0 || a.count > 10_000 {
+        bail!("--count must be in 1..=10000");
+    }
+    loadgen::burst::burst(Arc::new(spec(&a.common)?), a.count).await
+}
+
+async fn soak(a: SoakArgs) -> anyhow::Result<Value> {
+    if a.concurrency == 0 || a.concurrency > 1024 {
+        bail!("--concurrency must be in 1..=1024");
+    }
+    if !(a.duration_s > 0.0 && a.duration_s <= 86_400.0 && a.interval_s >= 0.1 && a.interval_s <= a.duration_s) {
+        bail!("--duration-s must be in (0, 86400] and --interval-s in [0.1, duration]");
+    }
+    let watch_pid = a.watch_pid.map(|p| p.to_string());
+    if let Some(p) = &watch_pid {
+        loadgen::procinfo::snapshot(p)?;
+    }
+    let opts = loadgen::burst::SoakOptions {
+        concurrency: a.concurrency,
+        duration: Duration::from_secs_f64(a.duration_s),
+        interval: Duration::from_secs_f64(a.interval_s),
+        watch_pid,
+    };
+    let mut signals = StopSignals::new()?;
+    let stop = async move { signals.recv().await };
+    // Interval lines go out as they come; the totals are printed by main.
+    let emit = |v: Value| println!("{v}");
+    loadgen::burst::soak(Arc::new(spec(&a.common)?), opts, stop, emit).await
 }
 
 /// One completed request, as the window sees it.
@@ -318,13 +406,8 @@ async fn worker(
             Ok(o) => {
                 let ok = o.ok();
                 if !ok {
-                    let kind = if o.status != 200 {
-                        format!("status_{}", o.status)
-                    } else if o.error_event {
-                        "error_event".into()
-                    } else {
-                        "no_done".into()
-                    };
+                    // `run` has always named HTTP errors `status_NNN`.
+                    let kind = o.kind().replace("http_", "status_");
                     *out.errors.entry(kind).or_default() += 1;
                 }
                 if let Some(r) = o.route {

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use api::sse::SseParser;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -16,6 +16,35 @@ use hyper::{Method, Request};
 use serde_json::Value;
 
 use crate::conn::Target;
+
+/// How much of a response is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Timings, the outcome and the final `tandem` object: the JSON of each
+    /// event is parsed only until the first content (load modes).
+    Timings,
+    /// Also the whole answer text, to compare answers (`burst`).
+    Text,
+    /// Also every content piece with its arrival time, and the other events.
+    Trace,
+}
+
+/// The per-request bound passed: the response did not complete in time.
+#[derive(Debug)]
+pub struct TimedOut(pub Duration);
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no complete response within {:?}", self.0)
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+/// Whether `send` failed because the request took longer than its bound.
+pub fn is_timeout(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<TimedOut>().is_some()
+}
 
 /// What to send: the same body and headers on every request.
 pub struct Spec {
@@ -44,6 +73,12 @@ pub struct Outcome {
     /// Every parsed event that has no content: the final `tandem`/usage
     /// chunk, error events (trace mode), or the JSON body.
     pub others: Vec<Value>,
+    /// The `tandem` object of the final chunk, error event or error body.
+    pub tandem: Option<Value>,
+    /// The message of the error event or error body, when there was one.
+    pub error_message: Option<String>,
+    /// The answer's text ([`Detail::Text`] and [`Detail::Trace`]).
+    pub text: String,
 }
 
 impl Outcome {
@@ -51,10 +86,43 @@ impl Outcome {
     pub fn ok(&self) -> bool {
         self.status == 200 && self.done && !self.error_event
     }
+
+    /// `completed`, `http_STATUS`, `error_event` or `no_done` (the stream
+    /// ended without `[DONE]`).
+    pub fn kind(&self) -> String {
+        if self.status != 200 {
+            format!("http_{}", self.status)
+        } else if self.error_event {
+            "error_event".into()
+        } else if !self.done {
+            "no_done".into()
+        } else {
+            "completed".into()
+        }
+    }
+
+    /// Notes an error object (an error event or an error body).
+    fn note_error(&mut self, v: &Value) {
+        if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
+            self.error_event = true;
+            let msg = e.get("message").and_then(Value::as_str).unwrap_or("(no message)");
+            self.error_message.get_or_insert_with(|| msg.to_owned());
+        }
+        if let Some(t) = v.get("tandem") {
+            self.tandem = Some(t.clone());
+        }
+    }
 }
 
 /// Sends one request on `conn` and reads the whole response.
 pub async fn send(conn: &mut SendRequest<Full<Bytes>>, spec: &Spec, trace: bool) -> anyhow::Result<Outcome> {
+    let detail = if trace { Detail::Trace } else { Detail::Timings };
+    send_detail(conn, spec, detail).await
+}
+
+/// [`send`], keeping what `detail` asks for. A request that takes longer than
+/// the spec's timeout fails with [`TimedOut`].
+pub async fn send_detail(conn: &mut SendRequest<Full<Bytes>>, spec: &Spec, detail: Detail) -> anyhow::Result<Outcome> {
     let mut req = Request::builder()
         .method(Method::POST)
         .uri(spec.target.path.as_str())
@@ -66,17 +134,18 @@ pub async fn send(conn: &mut SendRequest<Full<Bytes>>, spec: &Spec, trace: bool)
     let req = req.body(Full::new(spec.body.clone()))?;
     conn.ready().await.context("connection not ready")?;
     let t0 = Instant::now();
-    tokio::time::timeout(spec.timeout, read(conn, req, t0, trace))
+    tokio::time::timeout(spec.timeout, read(conn, req, t0, detail))
         .await
-        .map_err(|_| anyhow!("no complete response within {:?}", spec.timeout))?
+        .map_err(|_| anyhow::Error::new(TimedOut(spec.timeout)))?
 }
 
 async fn read(
     conn: &mut SendRequest<Full<Bytes>>,
     req: Request<Full<Bytes>>,
     t0: Instant,
-    trace: bool,
+    detail: Detail,
 ) -> anyhow::Result<Outcome> {
+    let trace = detail == Detail::Trace;
     let resp = conn.send_request(req).await.context("sending the request")?;
     let mut out = Outcome {
         status: resp.status().as_u16(),
@@ -99,9 +168,12 @@ async fn read(
         out.last_byte = t0.elapsed();
         out.first_content = Some(out.last_byte);
         out.done = true;
-        if trace || out.status != 200 {
+        if detail != Detail::Timings || out.status != 200 {
             let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            out.error_event = v.get("error").is_some();
+            out.note_error(&v);
+            if let Some(t) = v.pointer("/choices/0/message/content").and_then(Value::as_str) {
+                out.text.push_str(t);
+            }
             out.others.push(v);
         }
         return Ok(out);
@@ -116,9 +188,13 @@ async fn read(
                 out.done = true;
                 continue;
             }
-            // After the first content, only errors matter to the load mode.
-            if out.first_content.is_some() && !trace {
-                out.error_event |= ev.data.starts_with("{\"error\"");
+            // After the first content, the load mode looks only for errors
+            // and the final `tandem` object.
+            if out.first_content.is_some()
+                && detail == Detail::Timings
+                && !ev.data.starts_with("{\"error\"")
+                && !ev.data.contains("\"tandem\":")
+            {
                 continue;
             }
             let v: Value = match serde_json::from_str(&ev.data) {
@@ -131,12 +207,15 @@ async fn read(
             match content_of(&v) {
                 Some(text) => {
                     out.first_content.get_or_insert(at);
+                    if detail != Detail::Timings {
+                        out.text.push_str(&text);
+                    }
                     if trace {
                         out.pieces.push((at, text));
                     }
                 }
                 None => {
-                    out.error_event |= v.get("error").is_some();
+                    out.note_error(&v);
                     if trace && (v.get("tandem").is_some() || v.get("error").is_some() || v.get("usage").is_some()) {
                         out.others.push(v);
                     }

@@ -95,3 +95,90 @@ async fn plain_json_and_failures_are_told_apart() {
     let mut conn = target.connect().await.unwrap();
     assert!(send(&mut conn, &spec(target, true, vec![]), false).await.unwrap().ok());
 }
+
+/// `burst` sends every request at once and tells the outcomes apart: whole
+/// answers (all the same text), HTTP errors, in-band errors and timeouts.
+#[tokio::test]
+async fn burst_classifies_each_outcome() {
+    use std::sync::Arc;
+    let m = mock(MockConfig::plain()).await;
+    let target = Target::new(&format!("{}/v1/chat/completions", m.url), None).unwrap();
+    let fault = |f: &str| vec![("x-mock-fault".to_owned(), f.to_owned())];
+
+    let v = loadgen::burst::burst(Arc::new(spec(target.clone(), true, vec![])), 12)
+        .await
+        .unwrap();
+    assert_eq!(v["requests"], 12, "{v}");
+    assert_eq!(v["completed"], 12, "{v}");
+    assert_eq!(v["answers"]["distinct"], 1, "{v}");
+    assert_eq!(v["answers"]["most_common"], 12, "{v}");
+    assert_eq!(v["last_byte_ms"]["n"], 12);
+    // Every connection was open at once.
+    assert!(m.stats().connections_total >= 12);
+
+    let v = loadgen::burst::burst(Arc::new(spec(target.clone(), true, fault("status=503"))), 3)
+        .await
+        .unwrap();
+    assert_eq!(v["kinds"]["http_503"], 3, "{v}");
+    assert_eq!(v["completed"], 0);
+
+    let v = loadgen::burst::burst(Arc::new(spec(target.clone(), true, fault("error_event_after=2"))), 2)
+        .await
+        .unwrap();
+    assert_eq!(v["kinds"]["error_event"], 2, "{v}");
+    assert!(
+        v["error_examples"][0].as_str().unwrap().contains("upstream overloaded"),
+        "{v}"
+    );
+
+    let mut stalled = spec(target, true, fault("stall_after=1"));
+    stalled.timeout = Duration::from_millis(300);
+    let v = loadgen::burst::burst(Arc::new(stalled), 2).await.unwrap();
+    assert_eq!(v["kinds"]["timeout"], 2, "{v}");
+}
+
+/// `soak` reports interval by interval with a look at the watched process,
+/// then the totals, and stops when told to.
+#[tokio::test]
+async fn soak_reports_intervals_and_totals() {
+    use std::sync::{Arc, Mutex};
+    let m = mock(MockConfig::plain()).await;
+    let target = Target::new(&format!("{}/v1/chat/completions", m.url), None).unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let opts = loadgen::burst::SoakOptions {
+        concurrency: 2,
+        duration: Duration::from_secs(60),
+        interval: Duration::from_millis(100),
+        watch_pid: Some("self".into()),
+    };
+    // Stop once three reports are out, well before the duration.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut stop_tx = Some(stop_tx);
+    let emit = move |v: serde_json::Value| {
+        let mut l = sink.lock().unwrap();
+        l.push(v);
+        if l.len() == 3
+            && let Some(tx) = stop_tx.take()
+        {
+            let _ = tx.send(());
+        }
+    };
+    let stop = async move {
+        let _ = stop_rx.await;
+    };
+    let total = loadgen::burst::soak(Arc::new(spec(target, true, vec![])), opts, stop, emit)
+        .await
+        .unwrap();
+    let lines = lines.lock().unwrap();
+    assert!(lines.len() >= 3, "{lines:?}");
+    for l in lines.iter() {
+        assert!(l["proc"]["rss_kib"].as_u64().unwrap() > 0, "{l}");
+        assert!(l["proc"]["tcp_established"].as_u64().unwrap() >= 2, "{l}");
+    }
+    let reported: u64 = lines.iter().map(|l| l["requests"].as_u64().unwrap()).sum();
+    assert_eq!(total["total"], true);
+    assert!(total["requests"].as_u64().unwrap() >= reported);
+    assert_eq!(total["failed"], 0, "{total}");
+    assert_eq!(total["requests"].as_u64().unwrap(), m.stats().requests);
+}
