@@ -29,12 +29,15 @@
 #    own cost.
 #
 # Environment: ROUNDS (5), CUT_AFTER (10), CUT_CHUNK_DELAY_MS (10),
-# REDACT_ROUNDS (3), DURATION (5, seconds per redaction run), SKIP_CRITERION.
+# REDACT_ROUNDS (3), DURATION (5, seconds per redaction run), SKIP_CRITERION,
+# WARM_STANDBY ("auto": the local model evaluates the prompt while the cloud
+# streams; "never" to measure the failover gap without it).
 # Writes bench/results/hybrid-STAMP.{jsonl,md}.
 source "$(dirname "$0")/lib/common.sh"
 
 ROUNDS="${ROUNDS:-5}"
 CUT_AFTER="${CUT_AFTER:-10}"
+WARM_STANDBY="${WARM_STANDBY:-auto}"
 CUT_CHUNK_DELAY_MS="${CUT_CHUNK_DELAY_MS:-10}"
 REDACT_ROUNDS="${REDACT_ROUNDS:-3}"
 DURATION="${DURATION:-5}"
@@ -63,6 +66,9 @@ file = "policy.toml"
 
 [device]
 source = "none"
+
+[hybrid]
+warm_standby = "$WARM_STANDBY"
 
 [[local]]
 name = "local"

@@ -121,6 +121,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, tiers = ?state.tiers.tiers.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), "listening on http://{addr}/v1");
     tokio::spawn(crate::routing::watch_policy(state.routing.clone(), cfg.policy_reload));
+    tokio::spawn(crate::telemetry::upkeep());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(crate::server::run(listener, state.clone(), {
         let mut rx = stop_rx.clone();

@@ -25,6 +25,9 @@ use api::{
 };
 use futures::StreamExt;
 
+/// Pieces of a cloud answer between two updates of the warm local fallback.
+const WARM_EVERY: u32 = 16;
+
 /// What routing decided for one request.
 pub struct Plan {
     /// Backends allowed to answer, in the order to try them.
@@ -119,6 +122,9 @@ pub struct Run {
     redact: Option<Redact>,
     /// Still to do: warm the local fallback when a cloud backend starts.
     warm_standby: bool,
+    /// The local fallback being kept warm: it is given the text sent so far
+    /// every [`WARM_EVERY`] pieces while a cloud backend streams.
+    warm_local: Option<Arc<dyn Backend>>,
     pub info: TandemInfo,
     /// The backend producing events now.
     current: Option<(Arc<dyn Backend>, EventStream)>,
@@ -153,6 +159,7 @@ impl Run {
             cascade: plan.cascade,
             redact: plan.redact,
             warm_standby: plan.warm_standby,
+            warm_local: None,
             info: plan.info,
             current: None,
             pending: VecDeque::new(),
@@ -414,6 +421,20 @@ impl Run {
             let mut generate = self.generate_for(local.as_ref());
             generate.continue_from = None;
             local.prepare(generate);
+            self.warm_local = Some(local);
+        }
+    }
+
+    /// Keeps the warm local fallback level with the answer: every
+    /// [`WARM_EVERY`] pieces from a cloud backend, it evaluates the text sent
+    /// so far (only the new part: the rest is in its cache).
+    fn keep_warm(&mut self) {
+        if !self.current_pieces.is_multiple_of(WARM_EVERY) {
+            return;
+        }
+        let cloud_answering = self.current.as_ref().is_some_and(|(b, _)| !b.is_local());
+        if let Some(local) = self.warm_local.clone().filter(|_| cloud_answering) {
+            local.prepare(self.generate_for(local.as_ref()));
         }
     }
 
@@ -496,6 +517,7 @@ impl Run {
                 self.content_sent = true;
                 self.pieces_sent += 1;
                 self.current_pieces += 1;
+                self.keep_warm();
             }
             Event::ToolCall { .. } => {
                 self.tool_call_sent = true;

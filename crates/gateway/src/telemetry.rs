@@ -44,6 +44,24 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Drains the histograms' recorded samples into their buckets every few
+/// seconds. With `install_recorder` nothing else does: without this, every
+/// request's samples stayed in memory until the next scrape of `/metrics`,
+/// and a daemon nobody scrapes grew by a few bytes per request forever.
+pub async fn upkeep() {
+    let Some(h) = handle() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        h.run_upkeep();
+    }
+}
+
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// What one finished request reports.
 pub struct Outcome<'a> {
     pub info: &'a TandemInfo,

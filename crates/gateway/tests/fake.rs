@@ -618,6 +618,22 @@ async fn warm_standby_prepares_the_local_fallback_once_when_the_cloud_starts() {
     );
     assert_eq!(local.calls.load(Ordering::SeqCst), 0);
 
+    // A longer answer: the warm fallback is given the text sent so far every
+    // 16 pieces, so a handover evaluates at most 16 pieces of it.
+    let words: Vec<Step> = (0..40).map(|_| Step::Text("w ")).chain([Step::Finish]).collect();
+    let cloud = Fake::new("cloud-a", false, words);
+    let local = Fake::new("local-a", true, steps.clone());
+    let mut run = gateway::engine::Run::new(
+        api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(),
+        two_backend_plan(&cloud, &local, true),
+    );
+    run.start().await.unwrap();
+    drain_text(&mut run).await;
+    assert_eq!(
+        *local.prepared.lock().unwrap(),
+        [None, Some("w ".repeat(16)), Some("w ".repeat(32))]
+    );
+
     // Off: nothing is prepared.
     let cloud = Fake::new("cloud-a", false, steps.clone());
     let local = Fake::new("local-a", true, steps);
