@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod engine;
 pub mod http;
 pub mod logging;
+pub mod memory;
 pub mod offline;
 pub mod routing;
 pub mod security;

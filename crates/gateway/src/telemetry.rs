@@ -48,16 +48,30 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
 /// seconds. With `install_recorder` nothing else does: without this, every
 /// request's samples stayed in memory until the next scrape of `/metrics`,
 /// and a daemon nobody scrapes grew by a few bytes per request forever.
+///
+/// It also gives freed heap memory back to the system once a tick passes
+/// with no request finishing after some did ([`crate::memory`]).
 pub async fn upkeep() {
-    let Some(h) = handle() else {
-        return;
-    };
     let mut tick = tokio::time::interval(UPKEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut seen, mut trimmed) = (finished(), finished());
     loop {
         tick.tick().await;
-        h.run_upkeep();
+        if let Some(h) = handle() {
+            h.run_upkeep();
+        }
+        let done = finished();
+        if done == seen && done != trimmed {
+            crate::memory::release_free_memory();
+            trimmed = done;
+        }
+        seen = done;
     }
+}
+
+/// Requests finished since start.
+fn finished() -> u64 {
+    RECENT.lock().unwrap_or_else(PoisonError::into_inner).0
 }
 
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
