@@ -30,7 +30,8 @@
 #
 # Environment: ROUNDS (5), CUT_AFTER (10), CUT_CHUNK_DELAY_MS (10),
 # REDACT_ROUNDS (3), DURATION (5, seconds per redaction run), SKIP_CRITERION,
-# WARM_STANDBY ("auto": the local model evaluates the prompt while the cloud
+# CUT_LATENCY_MS (0: the cut mock's wait before its headers, a cloud's time
+# to first token), WARM_STANDBY ("auto": the local model evaluates the prompt while the cloud
 # streams; "never" to measure the failover gap without it).
 # Writes bench/results/hybrid-STAMP.{jsonl,md}.
 source "$(dirname "$0")/lib/common.sh"
@@ -39,6 +40,7 @@ ROUNDS="${ROUNDS:-5}"
 CUT_AFTER="${CUT_AFTER:-10}"
 WARM_STANDBY="${WARM_STANDBY:-auto}"
 CUT_CHUNK_DELAY_MS="${CUT_CHUNK_DELAY_MS:-10}"
+CUT_LATENCY_MS="${CUT_LATENCY_MS:-0}"
 REDACT_ROUNDS="${REDACT_ROUNDS:-3}"
 DURATION="${DURATION:-5}"
 MODEL="$BENCH_ROOT/models/gemma-3-270m-q4_k_m.gguf"
@@ -47,7 +49,8 @@ bench_init hybrid
 [ -f "$MODEL" ] || { log "no model at $MODEL: run scripts/fetch-model.sh"; exit 1; }
 bench_build
 
-start_mock cut --record-limit 16 --chunks 40 --cut-after "$CUT_AFTER" --chunk-delay-ms "$CUT_CHUNK_DELAY_MS"
+start_mock cut --record-limit 16 --chunks 40 --cut-after "$CUT_AFTER" --chunk-delay-ms "$CUT_CHUNK_DELAY_MS" \
+  --latency-ms "$CUT_LATENCY_MS"
 CUT_URL="$MOCK_URL" CUT_CA="$MOCK_CA"
 start_mock cloud --record-limit 64 --echo
 ECHO_URL="$MOCK_URL" ECHO_CA="$MOCK_CA"

@@ -243,16 +243,7 @@ async fn failure_before_content_is_invisible() {
     // `auto` goes to the default tier only; with fallbacks the policy decides,
     // so exercise the engine directly through a two-backend plan.
     let _ = plan_req;
-    let plan = gateway::engine::Plan {
-        attempts: vec![cloud.clone(), local.clone()],
-        info: api::TandemInfo {
-            cloud_allowed: true,
-            ..Default::default()
-        },
-        cascade: None,
-        redact: None,
-        warm_standby: false,
-    };
+    let plan = plan(&[&cloud, &local], true, false);
     let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
     let mut run = gateway::engine::Run::new(req, plan);
     run.start().await.unwrap();
@@ -277,16 +268,7 @@ async fn failure_after_content_continues_from_the_text_sent() {
         ],
     );
     let local = Fake::new("local-a", true, vec![Step::Text("42."), Step::Finish]);
-    let plan = gateway::engine::Plan {
-        attempts: vec![cloud.clone(), local.clone()],
-        info: api::TandemInfo {
-            cloud_allowed: true,
-            ..Default::default()
-        },
-        cascade: None,
-        redact: None,
-        warm_standby: false,
-    };
+    let plan = plan(&[&cloud, &local], true, false);
     let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
     let mut run = gateway::engine::Run::new(req, plan);
     run.start().await.unwrap();
@@ -302,16 +284,7 @@ async fn failure_after_content_continues_from_the_text_sent() {
 async fn local_only_plan_never_calls_the_cloud() {
     let local = Fake::refusing("local-a", true, BackendErrorKind::Unavailable);
     let cloud = Fake::new("cloud-a", false, vec![Step::Text("leak"), Step::Finish]);
-    let plan = gateway::engine::Plan {
-        attempts: vec![local.clone(), cloud.clone()],
-        info: api::TandemInfo {
-            cloud_allowed: false,
-            ..Default::default()
-        },
-        cascade: None,
-        redact: None,
-        warm_standby: false,
-    };
+    let plan = plan(&[&local, &cloud], false, false);
     let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
     let mut run = gateway::engine::Run::new(req, plan);
     let err = run.start().await.unwrap_err();
@@ -552,11 +525,12 @@ async fn policy_hot_reload_swaps_good_files_and_keeps_the_old_one_on_errors() {
     assert!(err.contains("policy.toml:5:"), "{err}");
 }
 
-fn two_backend_plan(cloud: &Arc<Fake>, local: &Arc<Fake>, warm_standby: bool) -> gateway::engine::Plan {
+/// A plan over `backends` in order, as routing would make it.
+fn plan(backends: &[&Arc<Fake>], cloud_allowed: bool, warm_standby: bool) -> gateway::engine::Plan {
     gateway::engine::Plan {
-        attempts: vec![cloud.clone(), local.clone()],
+        attempts: backends.iter().map(|b| (*b).clone() as Arc<dyn Backend>).collect(),
         info: api::TandemInfo {
-            cloud_allowed: true,
+            cloud_allowed,
             ..Default::default()
         },
         cascade: None,
@@ -586,7 +560,7 @@ async fn a_successor_gets_the_budget_left_and_usage_counts_the_cut_part() {
         "model": "auto", "max_tokens": 10, "messages": [{"role": "user", "content": "count"}]
     }))
     .unwrap();
-    let mut run = gateway::engine::Run::new(req, two_backend_plan(&cloud, &local, false));
+    let mut run = gateway::engine::Run::new(req, plan(&[&cloud, &local], true, false));
     run.start().await.unwrap();
     assert_eq!(drain_text(&mut run).await, "one two three four.");
     assert_eq!(*cloud.budgets.lock().unwrap(), [Some(10)]);
@@ -607,7 +581,7 @@ async fn warm_standby_prepares_the_local_fallback_once_when_the_cloud_starts() {
     let local = Fake::new("local-a", true, steps.clone());
     let mut run = gateway::engine::Run::new(
         api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(),
-        two_backend_plan(&cloud, &local, true),
+        plan(&[&cloud, &local], true, true),
     );
     run.start().await.unwrap();
     assert_eq!(drain_text(&mut run).await, "fine");
@@ -625,7 +599,7 @@ async fn warm_standby_prepares_the_local_fallback_once_when_the_cloud_starts() {
     let local = Fake::new("local-a", true, steps.clone());
     let mut run = gateway::engine::Run::new(
         api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(),
-        two_backend_plan(&cloud, &local, true),
+        plan(&[&cloud, &local], true, true),
     );
     run.start().await.unwrap();
     drain_text(&mut run).await;
@@ -639,7 +613,7 @@ async fn warm_standby_prepares_the_local_fallback_once_when_the_cloud_starts() {
     let local = Fake::new("local-a", true, steps);
     let mut run = gateway::engine::Run::new(
         api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(),
-        two_backend_plan(&cloud, &local, false),
+        plan(&[&cloud, &local], true, false),
     );
     run.start().await.unwrap();
     drain_text(&mut run).await;

@@ -186,6 +186,8 @@ const STARTED: u8 = 1;
 /// The stream gave up waiting (queue_wait) or was dropped.
 const ABANDONED: u8 = 2;
 
+type Tx = mpsc::Sender<Result<Event, BackendError>>;
+
 struct Job {
     id: u64,
     gen_: Generate,
@@ -194,20 +196,32 @@ struct Job {
     state: AtomicU8,
     /// Taken by whoever answers the job (the worker, or a failed load), so
     /// the stream ends when they are done with it.
-    tx: Mutex<Option<mpsc::Sender<Result<Event, BackendError>>>>,
+    tx: Mutex<Option<Tx>>,
     /// Only evaluate the prompt into the slot's KV cache (see
     /// [`Backend::prepare`]); nobody reads the events.
     prefill: bool,
 }
 
 impl Job {
+    fn new(sh: &Shared, gen_: Generate, key: String, tx: Tx, prefill: bool) -> Arc<Job> {
+        Arc::new(Job {
+            id: sh.next_job.fetch_add(1, Ordering::Relaxed),
+            gen_,
+            key,
+            enqueued: Instant::now(),
+            state: AtomicU8::new(QUEUED),
+            tx: Mutex::new(Some(tx)),
+            prefill,
+        })
+    }
+
     fn claim(&self, to: u8) -> bool {
         self.state
             .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
 
-    fn take_tx(&self) -> Option<mpsc::Sender<Result<Event, BackendError>>> {
+    fn take_tx(&self) -> Option<Tx> {
         lock(&self.tx).take()
     }
 }
@@ -390,15 +404,7 @@ impl LocalBackend {
         let name = &sh.tier.name;
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let key = routing_key(&g);
-        let job = Arc::new(Job {
-            id: sh.next_job.fetch_add(1, Ordering::Relaxed),
-            gen_: g,
-            key,
-            enqueued: Instant::now(),
-            state: AtomicU8::new(QUEUED),
-            tx: Mutex::new(Some(tx)),
-            prefill: false,
-        });
+        let job = Job::new(sh, g, key, tx, false);
         {
             let mut s = lock(&sh.sched);
             if sh.shutdown.load(Ordering::Acquire) {
@@ -475,15 +481,7 @@ impl LocalBackend {
             if s.slots[i].key.starts_with(&key) {
                 return;
             }
-            let job = Arc::new(Job {
-                id: sh.next_job.fetch_add(1, Ordering::Relaxed),
-                gen_: g,
-                key,
-                enqueued: Instant::now(),
-                state: AtomicU8::new(QUEUED),
-                tx: Mutex::new(Some(tx)),
-                prefill: true,
-            });
+            let job = Job::new(sh, g, key, tx, true);
             s.slots[i].busy = true;
             s.slots[i].assigned = Some(job);
             sh.counters.prefills.fetch_add(1, Ordering::Relaxed);
