@@ -226,7 +226,7 @@ fn part_at(ctx: &Ctx<'_>, info: &[NameTok], i: usize, buf: &mut String) -> Optio
     }
 
     // Prefix streets: Rue de la Gare 5, Via Tasso 129, ul. Narewska 94, Jl. Sudirman No. 5, C/ Mayor 3.
-    let slash_c = word_eq(ctx, i, &["C"]) && is_punct(ctx, i + 1, '/');
+    let slash_c = is_punct(ctx, i + 1, '/') && word_eq(ctx, i, &["C"]);
     if t.kind == Kind::Word && (t.is(flag::STREET_PREFIX) || slash_c) {
         // "via" and "pod" are English words too: only capitalised, and a number must follow.
         let mut k = if slash_c { i + 2 } else { skip_dot(ctx, i + 1) };

@@ -436,9 +436,70 @@ pub(crate) fn lower_into(word: &str, buf: &mut String, fold: bool) -> bool {
     true
 }
 
+/// The small map in the form looked up for every word: a table of `u64`
+/// slots (32-bit hash fingerprint, index + 1 into `entries`; 0 is empty) at
+/// most half full, so that a word absent from the map, the usual case, is
+/// usually told by one slot in a table that stays in the L1/L2 cache without
+/// reading any key; a fingerprint match is confirmed on the full key.
+struct KeyTable {
+    slots: Vec<u64>,
+    mask: usize,
+    entries: Vec<(Key, u64)>,
+}
+
+impl KeyTable {
+    fn new(map: &Map) -> Self {
+        let size = (map.len() * 2).next_power_of_two().max(16);
+        let mut t = KeyTable {
+            slots: vec![0; size],
+            mask: size - 1,
+            entries: Vec::with_capacity(map.len()),
+        };
+        for (&key, &flags) in map {
+            let h = Self::hash(key);
+            let mut i = h as usize & t.mask;
+            while t.slots[i] != 0 {
+                i = (i + 1) & t.mask;
+            }
+            t.entries.push((key, flags));
+            t.slots[i] = (h >> 32) << 32 | t.entries.len() as u64;
+        }
+        t
+    }
+
+    /// Two independent multiplies (one in flight at a time on the critical
+    /// path): enough mixing for a table whose hits are confirmed on the key.
+    #[inline]
+    fn hash(key: Key) -> u64 {
+        let x =
+            (key as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ((key >> 64) as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x.rotate_left(26)
+    }
+
+    #[inline]
+    fn get(&self, key: Key) -> u64 {
+        let h = Self::hash(key);
+        let fp = h >> 32;
+        let mut i = h as usize & self.mask;
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                return 0;
+            }
+            if s >> 32 == fp
+                && let Some(&(k, f)) = self.entries.get((s & 0xFFFF_FFFF) as usize - 1)
+                && k == key
+            {
+                return f;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+}
+
 /// Both maps plus the topic phrases.
 pub(crate) struct Lexicon {
-    small: Map,
+    small: KeyTable,
     large: FpTable,
     long: LongMap,
     /// Two-word topic phrases (`blood pressure`), keyed by the whole phrase.
@@ -523,7 +584,7 @@ impl Lexicon {
             }
         }
         Lexicon {
-            small,
+            small: KeyTable::new(&small),
             large: {
                 let mut t = FpTable::with_capacity(large.len());
                 for (&k, &f) in &large {
@@ -539,7 +600,7 @@ impl Lexicon {
     /// Small-map flags of a packed word.
     #[inline]
     pub(crate) fn small_key(&self, key: Key) -> u64 {
-        self.small.get(&key).copied().unwrap_or(0)
+        self.small.get(key)
     }
 
     /// Large-map flags of a packed word.
@@ -626,5 +687,22 @@ mod tests {
         // Words longer than 16 bytes go through the long map.
         assert!(lex.large("internationalization") & flag::WORD != 0 || lex.large("responsibilities") & flag::WORD != 0);
         assert!(cn_surnames().contains("王"));
+    }
+
+    /// Every word of the small map is found with its flags; other words get 0.
+    #[test]
+    fn key_table_finds_every_entry() {
+        let mut map = Map::default();
+        let words: Vec<String> = (0..3000).map(|i| format!("w{i}x")).collect();
+        for (i, w) in words.iter().enumerate() {
+            map.insert(pack(w.as_bytes()), i as u64 + 1);
+        }
+        let t = KeyTable::new(&map);
+        for (i, w) in words.iter().enumerate() {
+            assert_eq!(t.get(pack(w.as_bytes())), i as u64 + 1, "{w}");
+        }
+        for w in ["absent", "w3000x", "w12", "x0w"] {
+            assert_eq!(t.get(pack(w.as_bytes())), 0, "{w}");
+        }
     }
 }

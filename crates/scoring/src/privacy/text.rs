@@ -89,21 +89,23 @@ const C_WORD: u8 = 1;
 const C_ALPHA: u8 = 2;
 const C_UPPER: u8 = 4;
 const C_DIGIT: u8 = 8;
+const C_LOWER: u8 = 16;
+const C_UNDERSCORE: u8 = 32;
 
-/// Character classes of the ASCII bytes.
-const ASCII_CLASS: [u8; 128] = {
-    let mut t = [0u8; 128];
+/// Character classes of the bytes; non-ASCII bytes have none.
+const BYTE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
     let mut i = 0;
     while i < 128 {
         let c = i as u8;
         t[i] = if c.is_ascii_uppercase() {
             C_WORD | C_ALPHA | C_UPPER
         } else if c.is_ascii_lowercase() {
-            C_WORD | C_ALPHA
+            C_WORD | C_ALPHA | C_LOWER
         } else if c.is_ascii_digit() {
             C_WORD | C_DIGIT
         } else if c == b'_' {
-            C_WORD
+            C_WORD | C_UNDERSCORE
         } else {
             0
         };
@@ -184,69 +186,27 @@ pub(crate) fn tokenize(text: &str, lex: &Lexicon, out: &mut Vec<Tok>, buf: &mut 
         nl = false;
         space = false;
         if is_word_char(c) {
-            let mut digits = 0usize;
-            let mut letters = 0usize;
-            let mut upper = 0usize;
-            let mut non_ascii = false;
-            let mut underscore = false;
-            let mut first_upper = false;
+            // Most words are ASCII: one tight pass that ORs the byte classes.
+            let mut acc = 0u8;
             let mut j = i;
             while j < n {
-                let y = b[j];
-                if y < 0x80 {
-                    // ASCII fast path: one table lookup, no branches per class.
-                    let cls = ASCII_CLASS[usize::from(y)];
-                    if cls & C_WORD == 0 {
-                        break;
-                    }
-                    let letter = usize::from(cls & C_ALPHA != 0);
-                    let up = cls & C_UPPER != 0;
-                    if letters == 0 && letter == 1 {
-                        first_upper = up;
-                    }
-                    letters += letter;
-                    upper += usize::from(up);
-                    digits += usize::from(cls & C_DIGIT != 0);
-                    underscore |= y == b'_';
-                    j += 1;
-                    continue;
-                }
-                let d = char_at(text, j);
-                if !is_word_char(d) {
+                let cls = BYTE_CLASS[usize::from(b[j])];
+                if cls & C_WORD == 0 {
                     break;
                 }
-                if d.is_alphabetic() {
-                    let up = d.is_uppercase();
-                    if letters == 0 {
-                        first_upper = up;
-                    }
-                    letters += 1;
-                    upper += usize::from(up);
-                } else if d.is_numeric() {
-                    digits += 1;
-                }
-                non_ascii = true;
-                j += d.len_utf8();
+                acc |= cls;
+                j += 1;
             }
+            let (j, kind, case, non_ascii, underscore) = if j >= n || b[j] < 0x80 {
+                ascii_word(b, start, j, acc)
+            } else {
+                general_word(text, start)
+            };
             tok.end = j;
             tok.non_ascii = non_ascii;
-            tok.kind = if letters == 0 && !underscore {
-                Kind::Num
-            } else if digits == 0 {
-                Kind::Word
-            } else {
-                Kind::Alnum
-            };
+            tok.kind = kind;
             if tok.kind == Kind::Word {
-                tok.case = if upper == 0 {
-                    Case::Lower
-                } else if upper == letters && letters > 1 {
-                    Case::Upper
-                } else if first_upper {
-                    Case::Cap
-                } else {
-                    Case::Other
-                };
+                tok.case = case;
                 let word = &text[start..j];
                 tok.key = if non_ascii {
                     if lexicon::lower_into(word, buf, false) {
@@ -314,10 +274,161 @@ pub(crate) fn tokenize(text: &str, lex: &Lexicon, out: &mut Vec<Tok>, buf: &mut 
     stats
 }
 
+/// Scans the word at `start`, ASCII or not: its end, kind, case (for words),
+/// whether it holds non-ASCII letters, whether it holds an underscore.
+fn general_word(text: &str, start: usize) -> (usize, Kind, Case, bool, bool) {
+    let b = text.as_bytes();
+    let n = b.len();
+    let mut digits = 0usize;
+    let mut letters = 0usize;
+    let mut upper = 0usize;
+    let mut non_ascii = false;
+    let mut underscore = false;
+    let mut first_upper = false;
+    let mut j = start;
+    while j < n {
+        let y = b[j];
+        if y < 0x80 {
+            // ASCII fast path: one table lookup, no branches per class.
+            let cls = BYTE_CLASS[usize::from(y)];
+            if cls & C_WORD == 0 {
+                break;
+            }
+            let letter = usize::from(cls & C_ALPHA != 0);
+            let up = cls & C_UPPER != 0;
+            if letters == 0 && letter == 1 {
+                first_upper = up;
+            }
+            letters += letter;
+            upper += usize::from(up);
+            digits += usize::from(cls & C_DIGIT != 0);
+            underscore |= y == b'_';
+            j += 1;
+            continue;
+        }
+        let d = char_at(text, j);
+        if !is_word_char(d) {
+            break;
+        }
+        if d.is_alphabetic() {
+            let up = d.is_uppercase();
+            if letters == 0 {
+                first_upper = up;
+            }
+            letters += 1;
+            upper += usize::from(up);
+        } else if d.is_numeric() {
+            digits += 1;
+        }
+        non_ascii = true;
+        j += d.len_utf8();
+    }
+    let kind = if letters == 0 && !underscore {
+        Kind::Num
+    } else if digits == 0 {
+        Kind::Word
+    } else {
+        Kind::Alnum
+    };
+    let case = if upper == 0 {
+        Case::Lower
+    } else if upper == letters && letters > 1 {
+        Case::Upper
+    } else if first_upper {
+        Case::Cap
+    } else {
+        Case::Other
+    };
+    (j, kind, case, non_ascii, underscore)
+}
+
+/// Classifies the ASCII word `b[start..end]` from the OR of its byte classes
+/// (`acc`), as [`general_word`] would.
+#[inline]
+fn ascii_word(b: &[u8], start: usize, end: usize, acc: u8) -> (usize, Kind, Case, bool, bool) {
+    let underscore = acc & C_UNDERSCORE != 0;
+    let has_upper = acc & C_UPPER != 0;
+    let has_lower = acc & C_LOWER != 0;
+    let kind = if !has_upper && !has_lower && !underscore {
+        Kind::Num
+    } else if acc & C_DIGIT == 0 {
+        Kind::Word
+    } else {
+        Kind::Alnum
+    };
+    if kind != Kind::Word {
+        return (end, kind, Case::Other, false, underscore);
+    }
+    let word = &b[start..end];
+    let case = if !has_upper {
+        Case::Lower
+    } else if !has_lower
+        && (!underscore && word.len() > 1 || word.iter().filter(|c| c.is_ascii_uppercase()).count() > 1)
+    {
+        Case::Upper
+    } else if word
+        .iter()
+        .find(|c| c.is_ascii_alphabetic())
+        .is_some_and(u8::is_ascii_uppercase)
+    {
+        Case::Cap
+    } else {
+        Case::Other
+    };
+    (end, kind, case, false, underscore)
+}
+
 /// `db_password`, `GITHUB_TOKEN`: identifiers whose last part names a secret.
 fn secret_key_suffix(lower: &str) -> u64 {
     match lower.rsplit('_').next() {
         Some("password" | "passwd" | "pwd" | "secret" | "token" | "apikey" | "passphrase") => flag::SECRET_KEY,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ASCII fast path classifies every word as the general scan does.
+    #[test]
+    fn ascii_words_classified_like_the_general_scan() {
+        for w in [
+            "word",
+            "Word",
+            "WORD",
+            "A",
+            "a",
+            "I",
+            "iPhone",
+            "McDowell",
+            "_",
+            "__init__",
+            "_Foo",
+            "DB_PASSWORD",
+            "A_",
+            "A_B",
+            "x036",
+            "GB59IFUE40",
+            "8x7B",
+            "12345",
+            "0",
+            "_1",
+            "a_b_c",
+        ] {
+            let text = format!("{w} tail");
+            let b = text.as_bytes();
+            let end = w.len();
+            let acc = b[..end].iter().fold(0u8, |a, &c| a | BYTE_CLASS[usize::from(c)]);
+            let fast = ascii_word(b, 0, end, acc);
+            let slow = general_word(&text, 0);
+            assert_eq!(fast.0, slow.0, "{w}");
+            assert_eq!(fast.1, slow.1, "{w}");
+            assert_eq!(fast.3, slow.3, "{w}");
+            assert_eq!(fast.4, slow.4, "{w}");
+            if slow.1 == Kind::Word {
+                assert_eq!(fast.2, slow.2, "{w}");
+            }
+        }
     }
 }
