@@ -379,6 +379,11 @@ impl Run {
 
     /// Starts `backend`; false (with the error recorded) when it refused.
     async fn open(&mut self, backend: Arc<dyn Backend>) -> bool {
+        // Before waiting for the cloud's first byte: its time to first token
+        // is time the local fallback can spend on the prompt.
+        if !backend.is_local() {
+            self.warm_local_fallback();
+        }
         let generate = self.generate_for(backend.as_ref());
         let restorer = self
             .redact
@@ -391,9 +396,6 @@ impl Run {
                     Some(r) => restoring(stream, r),
                     None => stream,
                 };
-                if !backend.is_local() {
-                    self.warm_local_fallback();
-                }
                 self.current = Some((backend, stream));
                 true
             }
