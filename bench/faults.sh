@@ -81,7 +81,6 @@ LOG_LEVEL="${LOG_LEVEL:-info}"
 FD_SLACK="${FD_SLACK:-8}"
 TCP_SLACK="${TCP_SLACK:-4}"
 RSS_SLACK_MIB="${RSS_SLACK_MIB:-16}"
-MODEL="$BENCH_ROOT/models/gemma-3-270m-q4_k_m.gguf"
 if [ -z "${LOCAL:-}" ]; then
   if [ -f "$MODEL" ]; then LOCAL=1; else LOCAL=0; fi
 fi
@@ -111,20 +110,9 @@ BACKUP_URL="$MOCK_URL" BACKUP_CA="$MOCK_CA"
 # One tier, two mocks with their own generated CAs: trust both.
 cat "$FAULTY_CA" "$RETRY_CA" >"$BENCH_TMP/cloud-cas.pem"
 
-cp "$BENCH_ROOT/bench/config/faults-policy.toml" "$BENCH_TMP/policy.toml"
 {
+  config_head "$BENCH_ROOT/bench/config/faults-policy.toml" "$BENCH_TMP" "$LOG_LEVEL"
   cat <<EOF
-[server]
-listen = "127.0.0.1:0"
-
-[logging]
-level = "$LOG_LEVEL"
-
-[policy]
-file = "policy.toml"
-
-[device]
-source = "none"
 
 [[cloud]]
 name = "cloud"
@@ -153,17 +141,7 @@ url = "$BACKUP_URL/v1"
 model = "mock-large"
 EOF
   if [ "$LOCAL" = 1 ]; then
-    cat <<EOF
-
-[[local]]
-name = "local"
-model = "$MODEL"
-chat_template = "gemma"
-context_len = 2048
-threads = 2
-parallel_slots = 1
-load = "startup"
-EOF
+    local_tier
   fi
 } >"$BENCH_TMP/tandem.toml"
 if [ -n "${TANDEM_ENV:-}" ]; then

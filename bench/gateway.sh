@@ -52,34 +52,11 @@ start_mock paced --chunks "$CHUNKS" --record-limit 16 \
 PACED_URL="$MOCK_URL" PACED_PID="$MOCK_PID" PACED_CA="$MOCK_CA"
 start_mock cloud --chunks "$CHUNKS" --record-limit 16
 FAST_URL="$MOCK_URL" FAST_PID="$MOCK_PID" FAST_CA="$MOCK_CA"
-cp "$BENCH_ROOT/bench/config/cloud-policy.toml" "$BENCH_TMP/policy.toml"
-cat >"$BENCH_TMP/tandem.toml" <<EOF
-[server]
-listen = "127.0.0.1:0"
-
-[logging]
-level = "$LOG_LEVEL"
-
-[policy]
-file = "policy.toml"
-
-[device]
-source = "none"
-
-[[cloud]]
-name = "cloud"
-extra_ca_file = "$FAST_CA"
-[[cloud.endpoints]]
-url = "$FAST_URL/v1"
-model = "mock-large"
-
-[[cloud]]
-name = "cloud-paced"
-extra_ca_file = "$PACED_CA"
-[[cloud.endpoints]]
-url = "$PACED_URL/v1"
-model = "mock-large"
-EOF
+{
+  config_head "$BENCH_ROOT/bench/config/cloud-policy.toml" "$BENCH_TMP" "$LOG_LEVEL"
+  cloud_tier cloud "$FAST_CA" "$FAST_URL"
+  cloud_tier cloud-paced "$PACED_CA" "$PACED_URL"
+} >"$BENCH_TMP/tandem.toml"
 start_tandem tandem "$BENCH_TMP/tandem.toml"
 log "mock-cloud $FAST_URL (pid $FAST_PID), paced $PACED_URL (pid $PACED_PID), tandem $TANDEM_URL (pid $TANDEM_PID)"
 

@@ -43,7 +43,6 @@ CUT_CHUNK_DELAY_MS="${CUT_CHUNK_DELAY_MS:-10}"
 CUT_LATENCY_MS="${CUT_LATENCY_MS:-0}"
 REDACT_ROUNDS="${REDACT_ROUNDS:-3}"
 DURATION="${DURATION:-5}"
-MODEL="$BENCH_ROOT/models/gemma-3-270m-q4_k_m.gguf"
 
 bench_init hybrid
 [ -f "$MODEL" ] || { log "no model at $MODEL: run scripts/fetch-model.sh"; exit 1; }
@@ -56,70 +55,19 @@ start_mock cloud --record-limit 64 --echo
 ECHO_URL="$MOCK_URL" ECHO_CA="$MOCK_CA"
 start_mock fixed --record-limit 16 --chunks 40
 FIXED_URL="$MOCK_URL" FIXED_CA="$MOCK_CA" FIXED_PID="$MOCK_PID"
-cp "$BENCH_ROOT/bench/config/hybrid-policy.toml" "$BENCH_TMP/policy.toml"
-cat >"$BENCH_TMP/tandem.toml" <<EOF
-[server]
-listen = "127.0.0.1:0"
-
-[logging]
-level = "info"
-
-[policy]
-file = "policy.toml"
-
-[device]
-source = "none"
-
-[hybrid]
-warm_standby = "$WARM_STANDBY"
-
-[[local]]
-name = "local"
-model = "$MODEL"
-chat_template = "gemma"
-context_len = 2048
-threads = 2
-parallel_slots = 1
-load = "startup"
-
-[[cloud]]
-name = "cloud"
-extra_ca_file = "$ECHO_CA"
-[[cloud.endpoints]]
-url = "$ECHO_URL/v1"
-model = "mock-large"
-
-[[cloud]]
-name = "cloud-cut"
-extra_ca_file = "$CUT_CA"
-# The cut comes after content: no retry may follow, only the failover.
-retries = 0
-[[cloud.endpoints]]
-url = "$CUT_URL/v1"
-model = "mock-large"
-EOF
+{
+  config_head "$BENCH_ROOT/bench/config/hybrid-policy.toml" "$BENCH_TMP"
+  printf '\n[hybrid]\nwarm_standby = "%s"\n' "$WARM_STANDBY"
+  local_tier
+  cloud_tier cloud "$ECHO_CA" "$ECHO_URL"
+  # The cut comes after content: no retry may follow, only the failover.
+  cloud_tier cloud-cut "$CUT_CA" "$CUT_URL" "retries = 0"
+} >"$BENCH_TMP/tandem.toml"
 mkdir -p "$BENCH_TMP/redact"
-cp "$BENCH_ROOT/bench/config/redact-policy.toml" "$BENCH_TMP/redact/policy.toml"
-cat >"$BENCH_TMP/redact/tandem.toml" <<EOF
-[server]
-listen = "127.0.0.1:0"
-
-[logging]
-level = "info"
-
-[policy]
-file = "policy.toml"
-
-[device]
-source = "none"
-
-[[cloud]]
-name = "cloud"
-extra_ca_file = "$FIXED_CA"
-[[cloud.endpoints]]
-url = "$FIXED_URL/v1"
-model = "mock-large"
-EOF
+{
+  config_head "$BENCH_ROOT/bench/config/redact-policy.toml" "$BENCH_TMP/redact"
+  cloud_tier cloud "$FIXED_CA" "$FIXED_URL"
+} >"$BENCH_TMP/redact/tandem.toml"
 start_tandem tandem-redact "$BENCH_TMP/redact/tandem.toml"
 REDACT_URL="$TANDEM_URL" REDACT_PID="$TANDEM_PID"
 start_tandem tandem "$BENCH_TMP/tandem.toml"

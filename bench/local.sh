@@ -32,7 +32,6 @@ BUSY_ROUNDS="${BUSY_ROUNDS:-3}"
 N_PREDICT="${N_PREDICT:-128}"
 BUSY_CONCURRENCY="${BUSY_CONCURRENCY:-16}"
 PACED_CHUNK_DELAY_MS="${PACED_CHUNK_DELAY_MS:-20}"
-MODEL="$BENCH_ROOT/models/gemma-3-270m-q4_k_m.gguf"
 THREADS=2 CTX=2048 N_BATCH=512
 
 bench_init local
@@ -46,44 +45,12 @@ start_mock paced --record-limit 16 --chunks 40 --chunk-delay-ms "$PACED_CHUNK_DE
 PACED_URL="$MOCK_URL" PACED_CA="$MOCK_CA" PACED_PID="$MOCK_PID"
 start_mock cloud --record-limit 16 --chunks 20
 FAST_URL="$MOCK_URL" FAST_CA="$MOCK_CA" FAST_PID="$MOCK_PID"
-cp "$BENCH_ROOT/bench/config/local-policy.toml" "$BENCH_TMP/policy.toml"
-cat >"$BENCH_TMP/tandem.toml" <<EOF
-[server]
-listen = "127.0.0.1:0"
-
-[logging]
-level = "info"
-
-[policy]
-file = "policy.toml"
-
-[device]
-source = "none"
-
-[[local]]
-name = "local"
-model = "$MODEL"
-chat_template = "gemma"
-context_len = $CTX
-threads = $THREADS
-n_batch = $N_BATCH
-parallel_slots = 1
-load = "startup"
-
-[[cloud]]
-name = "cloud"
-extra_ca_file = "$FAST_CA"
-[[cloud.endpoints]]
-url = "$FAST_URL/v1"
-model = "mock-large"
-
-[[cloud]]
-name = "cloud-paced"
-extra_ca_file = "$PACED_CA"
-[[cloud.endpoints]]
-url = "$PACED_URL/v1"
-model = "mock-large"
-EOF
+{
+  config_head "$BENCH_ROOT/bench/config/local-policy.toml" "$BENCH_TMP"
+  local_tier context_len="$CTX" threads="$THREADS" n_batch="$N_BATCH"
+  cloud_tier cloud "$FAST_CA" "$FAST_URL"
+  cloud_tier cloud-paced "$PACED_CA" "$PACED_URL"
+} >"$BENCH_TMP/tandem.toml"
 # The daemon's own re-exec must set OMP_WAIT_POLICY: start it without.
 TANDEM_LAUNCH=(env -u OMP_WAIT_POLICY)
 start_tandem tandem "$BENCH_TMP/tandem.toml"

@@ -133,3 +133,52 @@ wait_load_quiet() {
   done
   log "load average before measuring: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
+
+# Pieces of a daemon config written by the scripts. MODEL is the test model.
+MODEL="$BENCH_ROOT/models/gemma-3-270m-q4_k_m.gguf"
+
+# config_head POLICY DIR [LOG_LEVEL]: copies POLICY to DIR/policy.toml and
+# prints the common head: loopback, logging, that policy, no device sensors.
+config_head() {
+  cp "$1" "$2/policy.toml"
+  cat <<EOF
+[server]
+listen = "127.0.0.1:0"
+
+[logging]
+level = "${3:-info}"
+
+[policy]
+file = "policy.toml"
+
+[device]
+source = "none"
+EOF
+}
+
+# local_tier [KEY=VALUE]...: the test model as tier `local` (context 2048,
+# 2 threads, one slot, loaded at start); arguments override or add keys.
+local_tier() {
+  local ctx=2048 threads=2 extra=() kv
+  for kv in "$@"; do
+    case "$kv" in
+      context_len=*) ctx="${kv#*=}" ;;
+      threads=*) threads="${kv#*=}" ;;
+      *) extra+=("${kv%%=*} = ${kv#*=}") ;;
+    esac
+  done
+  printf '\n[[local]]\nname = "local"\nmodel = "%s"\nchat_template = "gemma"\ncontext_len = %s\nthreads = %s\n' \
+    "$MODEL" "$ctx" "$threads"
+  [ "${#extra[@]}" -eq 0 ] || printf '%s\n' "${extra[@]}"
+  printf 'parallel_slots = 1\nload = "startup"\n'
+}
+
+# cloud_tier NAME CA URL [LINE]...: a cloud tier with one mock endpoint; each
+# LINE is a key of the tier, written before the endpoint.
+cloud_tier() {
+  local name="$1" ca="$2" url="$3"
+  shift 3
+  printf '\n[[cloud]]\nname = "%s"\nextra_ca_file = "%s"\n' "$name" "$ca"
+  [ "$#" -eq 0 ] || printf '%s\n' "$@"
+  printf '[[cloud.endpoints]]\nurl = "%s/v1"\nmodel = "mock-large"\n' "$url"
+}
