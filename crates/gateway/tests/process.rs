@@ -2,8 +2,9 @@
 //! down. The cloud is the mock over TLS, in this test's process.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use mock_cloud::{Fault, MockConfig, MockHandle};
@@ -58,36 +59,8 @@ model = "mock-large"
         "version = 1\n[[rule]]\nname = \"all-cloud\"\nwhen = \"true\"\ntarget = \"cloud\"\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["serve", "--config"])
-        .arg(dir.path().join("tandem.toml"))
-        .env("TANDEM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The listening line carries the port; keep collecting stderr after it.
-    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        let mut line = String::new();
-        assert!(Instant::now() < deadline, "tandem did not start");
-        if reader.read_line(&mut line).unwrap() == 0 {
-            panic!("tandem exited early: {}", stderr.lock().unwrap());
-        }
-        stderr.lock().unwrap().push_str(&line);
-        if let Some(i) = line.find("listening on http://") {
-            let rest = &line[i + "listening on http://".len()..];
-            break rest.split('/').next().unwrap().to_owned();
-        }
-    };
-    let sink = stderr.clone();
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = reader.read_to_string(&mut rest);
-        sink.lock().unwrap().push_str(&rest);
-    });
+    // The listening line carries the port; stderr is collected after it.
+    let (child, addr, stderr) = common::spawn_binary(&dir.path().join("tandem.toml"));
     Daemon {
         child,
         addr,

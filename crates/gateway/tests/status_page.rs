@@ -10,7 +10,9 @@
 //! fails and says to run `scripts/install-deps.sh`; it never skips.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -155,34 +157,7 @@ model = "mock-large"
         flaky = flaky.url,
     );
     std::fs::write(p.join("tandem.toml"), config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["serve", "--config"])
-        .arg(p.join("tandem.toml"))
-        .env("TANDEM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let addr = loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            let _ = child.kill();
-            panic!("tandem exited early: {}", stderr.lock().unwrap());
-        }
-        stderr.lock().unwrap().push_str(&line);
-        if let Some(i) = line.find("listening on http://") {
-            let rest = &line[i + "listening on http://".len()..];
-            break rest.split('/').next().unwrap().to_owned();
-        }
-    };
-    let sink = stderr.clone();
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = reader.read_to_string(&mut rest);
-        sink.lock().unwrap().push_str(&rest);
-    });
+    let (child, addr, stderr) = common::spawn_binary(&p.join("tandem.toml"));
     Daemon {
         child,
         addr,

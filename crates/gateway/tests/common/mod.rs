@@ -692,3 +692,41 @@ pub fn is_luhn_valid(number: &str) -> bool {
         .sum();
     sum.is_multiple_of(10)
 }
+
+/// `tandem serve --config CONFIG` as a child process (info logs on stderr):
+/// its address from the "listening on" line, and its stderr, which a thread
+/// keeps collecting after that line.
+pub fn spawn_binary(config: &Path) -> (std::process::Child, String, Arc<std::sync::Mutex<String>>) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("TANDEM_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        let mut line = String::new();
+        assert!(std::time::Instant::now() < deadline, "tandem did not start");
+        if reader.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("tandem exited early: {}", stderr.lock().unwrap());
+        }
+        stderr.lock().unwrap().push_str(&line);
+        if let Some(i) = line.find("listening on http://") {
+            let rest = &line[i + "listening on http://".len()..];
+            break rest.split('/').next().unwrap().to_owned();
+        }
+    };
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = reader.read_to_string(&mut rest);
+        sink.lock().unwrap().push_str(&rest);
+    });
+    (child, addr, stderr)
+}
