@@ -114,17 +114,23 @@ fn restoring(inner: EventStream, restorer: redact::EventRestorer) -> EventStream
     ))
 }
 
+/// Warm standby over one answer (see [`Plan::warm_standby`]).
+enum Warm {
+    Off,
+    /// To start when a cloud backend is asked.
+    Pending,
+    /// This local fallback is given the text sent so far every
+    /// [`WARM_EVERY`] pieces while a cloud backend streams.
+    Keeping(Arc<dyn Backend>),
+}
+
 /// One answer in progress.
 pub struct Run {
     request: ChatRequest,
     attempts: VecDeque<Arc<dyn Backend>>,
     cascade: Option<Cascade>,
     redact: Option<Redact>,
-    /// Still to do: warm the local fallback when a cloud backend starts.
-    warm_standby: bool,
-    /// The local fallback being kept warm: it is given the text sent so far
-    /// every [`WARM_EVERY`] pieces while a cloud backend streams.
-    warm_local: Option<Arc<dyn Backend>>,
+    warm: Warm,
     pub info: TandemInfo,
     /// The backend producing events now.
     current: Option<(Arc<dyn Backend>, EventStream)>,
@@ -158,8 +164,7 @@ impl Run {
             attempts: plan.attempts.into(),
             cascade: plan.cascade,
             redact: plan.redact,
-            warm_standby: plan.warm_standby,
-            warm_local: None,
+            warm: if plan.warm_standby { Warm::Pending } else { Warm::Off },
             info: plan.info,
             current: None,
             pending: VecDeque::new(),
@@ -416,15 +421,18 @@ impl Run {
     /// the prompt it would be given on a handover now, while the cloud
     /// streams. Only the text sent before the break is left to evaluate then.
     fn warm_local_fallback(&mut self) {
-        if !std::mem::take(&mut self.warm_standby) {
+        if !matches!(self.warm, Warm::Pending) {
             return;
         }
-        if let Some(local) = self.attempts.iter().find(|b| b.is_local()).cloned() {
-            let mut generate = self.generate_for(local.as_ref());
-            generate.continue_from = None;
-            local.prepare(generate);
-            self.warm_local = Some(local);
-        }
+        self.warm = match self.attempts.iter().find(|b| b.is_local()).cloned() {
+            Some(local) => {
+                let mut generate = self.generate_for(local.as_ref());
+                generate.continue_from = None;
+                local.prepare(generate);
+                Warm::Keeping(local)
+            }
+            None => Warm::Off,
+        };
     }
 
     /// Keeps the warm local fallback level with the answer: every
@@ -435,7 +443,9 @@ impl Run {
             return;
         }
         let cloud_answering = self.current.as_ref().is_some_and(|(b, _)| !b.is_local());
-        if let Some(local) = self.warm_local.clone().filter(|_| cloud_answering) {
+        if let Warm::Keeping(local) = &self.warm
+            && cloud_answering
+        {
             local.prepare(self.generate_for(local.as_ref()));
         }
     }
