@@ -47,7 +47,10 @@ mod tests {
             i % 8 == 0
         });
         let freed = rss_anon_kib();
-        assert!(freed > before + 64 * 1024, "the freed chunks stay resident: {before} -> {freed} KiB");
+        assert!(
+            freed > before + 64 * 1024,
+            "the freed chunks stay resident: {before} -> {freed} KiB"
+        );
         super::release_free_memory();
         let trimmed = rss_anon_kib();
         assert!(trimmed + 48 * 1024 < freed, "after the trim: {freed} -> {trimmed} KiB");
