@@ -115,9 +115,20 @@ async fn a_prepared_prompt_leaves_only_the_handed_over_text_to_evaluate() {
     let question = "Explain, step by step, how a refrigerator moves heat from inside to outside. ".repeat(4);
     let conv = json!({"messages": [{"role": "user", "content": question}]});
 
+    // A prefill takes only an idle slot: the worker may still be closing
+    // the first request when its stream has ended.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while b.status().busy > 0 {
+        assert!(std::time::Instant::now() < deadline, "the slot never became idle");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let before = b.status();
     b.prepare(greedy(16, conv.clone()));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    assert_eq!(
+        b.status().prefills,
+        before.prefills + 1,
+        "the idle slot took the prefill"
+    );
     while b.status().busy > 0 || b.status().evaluated_prompt_tokens == before.evaluated_prompt_tokens {
         assert!(std::time::Instant::now() < deadline, "the prefill did not finish");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
