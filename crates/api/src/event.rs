@@ -161,6 +161,13 @@ pub trait Backend: Send + Sync {
     /// Whether this backend is on the device (the text never leaves it).
     fn is_local(&self) -> bool;
 
+    /// Whether requests with `tools` may come here (a local model only when
+    /// its tier says its template describes them; a cloud tier unless its
+    /// config says otherwise).
+    fn supports_tools(&self) -> bool {
+        true
+    }
+
     fn stream(&self, req: Generate) -> BoxFuture<'_, Result<EventStream, BackendError>>;
 
     /// A non-stream answer as the backend's own OpenAI JSON, for backends

@@ -281,6 +281,10 @@ impl Backend for CloudBackend {
         false
     }
 
+    fn supports_tools(&self) -> bool {
+        self.inner.supports_tools
+    }
+
     fn stream(&self, req: Generate) -> BoxFuture<'_, Result<EventStream, BackendError>> {
         Box::pin(self.open_stream(req))
     }

@@ -9,6 +9,9 @@
 //!   next backend from the text already sent (`Generate::continue_from`), so
 //!   the app sees one uninterrupted answer; every handover is listed in the
 //!   `tandem` object;
+//! - tool-call deltas are held back while a successor could take over and
+//!   handed out whole: a call cut halfway is made again by the successor
+//!   (with the same indexes), never shown half;
 //! - when nothing may continue, the caller gets the error and ends the stream
 //!   with an explicit error event, never a silent cut.
 //!
@@ -138,6 +141,9 @@ pub struct Run {
     pending: VecDeque<Event>,
     /// The answer text already handed out: a successor continues from it.
     sent: String,
+    /// Tool-call deltas of the current backend not handed out yet (see
+    /// [`Run::holds_tool_calls`]).
+    held_tools: Vec<Event>,
     /// A tool call was streamed: a successor cannot continue half a call.
     tool_call_sent: bool,
     content_sent: bool,
@@ -169,6 +175,7 @@ impl Run {
             current: None,
             pending: VecDeque::new(),
             sent: String::new(),
+            held_tools: Vec::new(),
             tool_call_sent: false,
             content_sent: false,
             pieces_sent: 0,
@@ -315,10 +322,12 @@ impl Run {
             while let Some((_, stream)) = self.current.as_mut() {
                 match stream.next().await {
                     Some(Ok(ev)) => {
+                        let Some(ev) = self.hold_tool_call(ev) else { continue };
+                        let released = self.release_tool_calls();
                         let content = ev.is_content();
                         let finish = matches!(ev, Event::Finish(_));
                         self.pending.push_back(ev);
-                        if content || finish {
+                        if released || content || finish {
                             self.info.route = backend.name().to_owned();
                             return Ok(());
                         }
@@ -334,7 +343,8 @@ impl Run {
                         break;
                     }
                     None => {
-                        // Ended without content or finish: an empty answer.
+                        // Ended without a finish: what it said, or an empty answer.
+                        self.release_tool_calls();
                         self.info.route = backend.name().to_owned();
                         self.current = None;
                         return Ok(());
@@ -450,8 +460,38 @@ impl Run {
         }
     }
 
-    /// The current backend failed: it is dropped and the handover recorded.
+    /// Whether tool-call deltas are held back until the call is whole (the
+    /// backend's next other event, or its end): while a later backend could
+    /// still take over. Half a call cannot be continued by another model; a
+    /// call never shown can be made again by the successor, with the same
+    /// indexes, from the text sent so far.
+    fn holds_tool_calls(&self) -> bool {
+        self.attempts
+            .iter()
+            .any(|b| (b.is_local() || self.info.cloud_allowed) && b.supports_tools())
+    }
+
+    /// `Some(ev)` to pass on; `None` when `ev` is a tool-call delta now held.
+    fn hold_tool_call(&mut self, ev: Event) -> Option<Event> {
+        if matches!(ev, Event::ToolCall { .. }) && self.holds_tool_calls() {
+            self.held_tools.push(ev);
+            return None;
+        }
+        Some(ev)
+    }
+
+    /// Moves the held tool-call deltas to the events to hand out; true when
+    /// there were any.
+    fn release_tool_calls(&mut self) -> bool {
+        let any = !self.held_tools.is_empty();
+        self.pending.extend(self.held_tools.drain(..));
+        any
+    }
+
+    /// The current backend failed: it is dropped (with any half tool call it
+    /// was making) and the handover recorded.
     fn handover_from_current(&mut self, e: &BackendError) {
+        self.held_tools.clear();
         if let Some((b, _)) = self.current.take() {
             self.record_handover(b.name(), e);
         }
@@ -484,9 +524,19 @@ impl Run {
             let (backend, stream) = self.current.as_mut()?;
             let name = backend.name().to_owned();
             match stream.next().await {
-                Some(Ok(ev)) => return Some(Ok(self.note(ev))),
+                Some(Ok(ev)) => {
+                    let Some(ev) = self.hold_tool_call(ev) else { continue };
+                    if self.release_tool_calls() {
+                        self.pending.push_back(ev);
+                        continue;
+                    }
+                    return Some(Ok(self.note(ev)));
+                }
                 None => {
                     self.current = None;
+                    if self.release_tool_calls() {
+                        continue;
+                    }
                     return None;
                 }
                 // Usage may follow the finish; a break after the finish loses nothing.

@@ -427,3 +427,60 @@ async fn an_app_leaving_a_cloud_stream_disconnects_the_cloud() {
     assert_eq!(st.streams_completed, 0, "{st:?}");
     assert_eq!(st.streams_started, 1, "{st:?}");
 }
+
+#[tokio::test]
+async fn a_tool_call_cut_halfway_is_made_whole_by_the_next_tier() {
+    const POLICY: &str = r#"
+version = 1
+default_local = "local"
+default_cloud = "cloud"
+
+[[rule]]
+name = "cut-then-cloud"
+when = "true"
+target = "cloud-cut"
+fallbacks = ["cloud"]
+"#;
+    // The tool call's arguments come in three or more chunks: the cut falls
+    // inside them.
+    let cut = mock_with("cut_after=2").await;
+    let good = mock_with("").await;
+    let d = Spec::new(POLICY)
+        .cloud("cloud-cut", &[&cut], FAST)
+        .cloud("cloud", &[&good], FAST)
+        .start()
+        .await;
+    let mut body = chat_stream("auto", "What is the weather in Oslo?", 32, true);
+    body["tools"] = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let s = sse(d.post(&body).await).await;
+    s.assert_well_formed("auto");
+    assert!(s.error().is_none(), "{s:?}");
+    wait_stats(&cut, |st| st.streams_cut >= 1).await;
+    let deltas: Vec<&Value> = s
+        .events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["tool_calls"].as_array())
+        .flatten()
+        .collect();
+    assert!(deltas.iter().all(|d| d["index"] == 0), "one call, index 0: {deltas:?}");
+    let ids: Vec<&str> = deltas.iter().filter_map(|d| d["id"].as_str()).collect();
+    assert_eq!(ids.len(), 1, "the call starts once: {deltas:?}");
+    let args: String = deltas
+        .iter()
+        .filter_map(|d| d["function"]["arguments"].as_str())
+        .collect();
+    // The whole call is the next tier's, as that mock makes it on its own.
+    let mut asked = good.requests().last().unwrap().body.clone();
+    asked["stream"] = json!(false);
+    asked.as_object_mut().unwrap().remove("stream_options");
+    let (_, want) = direct(&good, &asked).await;
+    let want_call = &want["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(ids[0], want_call["id"]);
+    assert_eq!(args, want_call["function"]["arguments"].as_str().unwrap());
+    assert_eq!(s.finish_reasons(), ["tool_calls"]);
+    assert_eq!(
+        s.tandem()["handovers"],
+        json!([{"from": "cloud-cut", "to": "cloud", "reason": "interrupted", "after_content": false}])
+    );
+}

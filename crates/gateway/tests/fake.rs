@@ -23,6 +23,8 @@ enum Step {
     Fail(BackendErrorKind),
     Finish,
     Usage(u32, u32),
+    /// A tool-call delta: index, id (on the call's first delta), arguments.
+    Tool(u32, Option<&'static str>, &'static str),
 }
 
 struct Fake {
@@ -90,6 +92,12 @@ impl Backend for Fake {
                 Step::Fail(k) => Err(BackendError::upstream(name, k, "scripted failure")),
                 Step::Finish => Ok(Event::Finish(FinishReason::Stop)),
                 Step::Usage(p, c) => Ok(Event::Usage(Usage::new(p, c))),
+                Step::Tool(index, id, args) => Ok(Event::ToolCall {
+                    index,
+                    id: id.map(str::to_owned),
+                    name: id.map(|_| "get_weather".to_owned()),
+                    arguments: args.to_owned(),
+                }),
             }));
             Ok(Box::pin(s) as EventStream)
         })
@@ -618,4 +626,100 @@ async fn warm_standby_prepares_the_local_fallback_once_when_the_cloud_starts() {
     run.start().await.unwrap();
     drain_text(&mut run).await;
     assert!(local.prepared.lock().unwrap().is_empty());
+}
+
+/// Every event of a run, tool-call deltas as `(index, id, arguments)`.
+async fn drain_tools(run: &mut gateway::engine::Run) -> (Vec<(u32, Option<String>, String)>, Option<api::ApiError>) {
+    let mut calls = Vec::new();
+    while let Some(ev) = run.next_event().await {
+        match ev {
+            Ok(Event::ToolCall {
+                index, id, arguments, ..
+            }) => calls.push((index, id, arguments)),
+            Ok(_) => {}
+            Err(e) => return (calls, Some(e)),
+        }
+    }
+    (calls, None)
+}
+
+#[tokio::test]
+async fn a_tool_call_cut_halfway_is_made_again_by_the_successor_with_its_indexes() {
+    let a = Fake::new(
+        "cloud-a",
+        false,
+        vec![
+            Step::Text("Checking. "),
+            Step::Tool(0, Some("call_a0"), r#"{"city":"Oslo"}"#),
+            Step::Tool(1, Some("call_a1"), r#"{"ci"#),
+            Step::Fail(BackendErrorKind::Interrupted),
+        ],
+    );
+    let b = Fake::new(
+        "cloud-b",
+        false,
+        vec![
+            Step::Tool(0, Some("call_b0"), r#"{"city":"#),
+            Step::Tool(0, None, r#""Oslo"}"#),
+            Step::Tool(1, Some("call_b1"), r#"{"city":"Bergen"}"#),
+            Step::Finish,
+        ],
+    );
+    let mut run = gateway::engine::Run::new(
+        api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(),
+        plan(&[&a, &b], true, false),
+    );
+    run.start().await.unwrap();
+    let (calls, err) = drain_tools(&mut run).await;
+    assert!(err.is_none(), "{err:?}");
+    let own = |i: u32, id: Option<&str>, args: &str| (i, id.map(str::to_owned), args.to_owned());
+    assert_eq!(
+        calls,
+        [
+            own(0, Some("call_b0"), r#"{"city":"#),
+            own(0, None, r#""Oslo"}"#),
+            own(1, Some("call_b1"), r#"{"city":"Bergen"}"#),
+        ],
+        "none of cloud-a's half-made calls reached the app"
+    );
+    assert_eq!(b.seen.lock().unwrap()[0].as_deref(), Some("Checking. "));
+    assert!(run.info.handovers[0].after_content);
+
+    // Cut before any text: the successor starts afresh, invisibly.
+    let a = Fake::new(
+        "cloud-a",
+        false,
+        vec![Step::Tool(0, Some("call_a0"), "{"), Step::Fail(BackendErrorKind::Stall)],
+    );
+    let mut run = gateway::engine::Run::new(
+        api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(),
+        plan(&[&a, &b], true, false),
+    );
+    run.start().await.unwrap();
+    let (calls, err) = drain_tools(&mut run).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[0].1.as_deref(), Some("call_b0"));
+    assert!(!run.info.handovers[0].after_content);
+}
+
+#[tokio::test]
+async fn tool_calls_stream_live_when_no_successor_could_take_over() {
+    let steps = vec![
+        Step::Tool(0, Some("call_a0"), r#"{"ci"#),
+        Step::Fail(BackendErrorKind::Interrupted),
+    ];
+    // The only successor is the cloud, which privacy forbids: nobody could
+    // redo the call, so its deltas go out as they come and the cut is an error.
+    let a = Fake::new("local-a", true, steps.clone());
+    let cloud = Fake::new("cloud-a", false, vec![Step::Finish]);
+    let mut run = gateway::engine::Run::new(
+        api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(),
+        plan(&[&a, &cloud], false, false),
+    );
+    run.start().await.unwrap();
+    let (calls, err) = drain_tools(&mut run).await;
+    assert_eq!(calls.len(), 1, "the delta went out before the cut");
+    assert!(err.is_some(), "half a call is never passed off as whole");
+    assert_eq!(cloud.calls.load(Ordering::SeqCst), 0);
 }

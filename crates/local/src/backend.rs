@@ -509,6 +509,10 @@ impl Backend for LocalBackend {
         true
     }
 
+    fn supports_tools(&self) -> bool {
+        self.shared.tier.supports_tools
+    }
+
     /// Resolves at once: with the job handed to a slot or queued, or with
     /// `overloaded` (queue full) or `unsupported`. Errors found later (a
     /// prompt longer than the context, a failed on-demand load, the queue
