@@ -29,7 +29,9 @@
 # Environment: ROUNDS (3), DURATION seconds per run (5), WARMUP seconds
 # before loadgen's window (1), CONCURRENCY ("1 16 64"), MODES ("json stream
 # json-paced stream-paced"), CHUNKS per answer (20), PACED_LATENCY_MS (20),
-# PACED_CHUNK_DELAY_MS (5), LOG_LEVEL of tandem ("info", as shipped).
+# PACED_CHUNK_DELAY_MS (5), LOG_LEVEL of tandem ("info", as shipped),
+# UPSTREAM_HTTP2 ("true"; "false" sets the tiers' `http2 = false`: HTTP/1.1,
+# a pooled connection per request in flight).
 # Writes bench/results/gateway-STAMP.{jsonl,md}.
 source "$(dirname "$0")/lib/common.sh"
 
@@ -42,6 +44,7 @@ CHUNKS="${CHUNKS:-20}"
 PACED_LATENCY_MS="${PACED_LATENCY_MS:-20}"
 PACED_CHUNK_DELAY_MS="${PACED_CHUNK_DELAY_MS:-5}"
 LOG_LEVEL="${LOG_LEVEL:-info}"
+UPSTREAM_HTTP2="${UPSTREAM_HTTP2:-true}"
 
 bench_init gateway
 bench_build
@@ -54,8 +57,8 @@ start_mock cloud --chunks "$CHUNKS" --record-limit 16
 FAST_URL="$MOCK_URL" FAST_PID="$MOCK_PID" FAST_CA="$MOCK_CA"
 {
   config_head "$BENCH_ROOT/bench/config/cloud-policy.toml" "$BENCH_TMP" "$LOG_LEVEL"
-  cloud_tier cloud "$FAST_CA" "$FAST_URL"
-  cloud_tier cloud-paced "$PACED_CA" "$PACED_URL"
+  cloud_tier cloud "$FAST_CA" "$FAST_URL" "http2 = $UPSTREAM_HTTP2"
+  cloud_tier cloud-paced "$PACED_CA" "$PACED_URL" "http2 = $UPSTREAM_HTTP2"
 } >"$BENCH_TMP/tandem.toml"
 start_tandem tandem "$BENCH_TMP/tandem.toml"
 log "mock-cloud $FAST_URL (pid $FAST_PID), paced $PACED_URL (pid $PACED_PID), tandem $TANDEM_URL (pid $TANDEM_PID)"

@@ -53,6 +53,7 @@ fn roundtrip(c: &mut Criterion) {
         breaker: BreakerConfig::default(),
         extra_ca_file: None,
         supports_tools: true,
+        http2: true,
     };
     let b = rt.block_on(async { CloudBackend::new(&cfg, &ProcessEnv).unwrap() });
     let body = br#"{"model":"auto","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}"#;

@@ -133,8 +133,12 @@ impl CloudBackend {
                 stats: Stats::new(),
             });
         }
-        let tls = tls::client_config(cfg.extra_ca_file.as_deref()).map_err(config_err)?;
-        let client = reqwest::Client::builder()
+        let tls = tls::client_config(cfg.extra_ca_file.as_deref(), cfg.http2).map_err(config_err)?;
+        let mut client = reqwest::Client::builder();
+        if !cfg.http2 {
+            client = client.http1_only();
+        }
+        let client = client
             .use_preconfigured_tls(tls)
             // Nagle plus delayed ACK once cost a peer gateway 42 ms per
             // request: small request bodies and SSE frames must go out now.

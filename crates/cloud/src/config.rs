@@ -53,6 +53,11 @@ pub struct CloudTierConfig {
     /// before anything is sent, so the gateway can route them elsewhere.
     #[serde(default = "default_true")]
     pub supports_tools: bool,
+    /// Offer HTTP/2 by ALPN and multiplex the tier's requests on one
+    /// connection per endpoint (the default). `false`: HTTP/1.1 only, one
+    /// pooled keep-alive connection per request in flight.
+    #[serde(default = "default_true")]
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -1,7 +1,7 @@
 //! The TLS client configuration: rustls with the ring provider, chosen
 //! explicitly (no process-wide default provider is needed or installed),
 //! trusting the system roots plus an optional extra CA file, offering
-//! HTTP/2 and HTTP/1.1 through ALPN.
+//! HTTP/2 and HTTP/1.1 through ALPN (or HTTP/1.1 only).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use crate::config::ConfigError;
 /// Builds the client config. A system without any root certificates is
 /// tolerated (a container with only the private CA is a normal case); an
 /// unreadable or empty `extra_ca_file` is an error naming the field.
-pub(crate) fn client_config(extra_ca_file: Option<&Path>) -> Result<rustls::ClientConfig, ConfigError> {
+pub(crate) fn client_config(extra_ca_file: Option<&Path>, http2: bool) -> Result<rustls::ClientConfig, ConfigError> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     if !native.errors.is_empty() {
@@ -49,6 +49,10 @@ pub(crate) fn client_config(extra_ca_file: Option<&Path>) -> Result<rustls::Clie
         .with_root_certificates(roots)
         .with_no_client_auth();
     // reqwest sets ALPN only on configs it builds itself.
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(config)
 }

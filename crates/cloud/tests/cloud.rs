@@ -48,6 +48,7 @@ fn tier(urls: &[&str]) -> CloudTierConfig {
         },
         extra_ca_file: None,
         supports_tools: true,
+        http2: true,
     }
 }
 

@@ -484,3 +484,30 @@ fallbacks = ["cloud"]
         json!([{"from": "cloud-cut", "to": "cloud", "reason": "interrupted", "after_content": false}])
     );
 }
+
+#[tokio::test]
+async fn http2_multiplexes_and_http1_pools_a_connection_per_request() {
+    let prompt = "Count slowly.";
+    for (setting, connections) in [("", 1), ("http2 = false\n", 4)] {
+        // Chunks 20 ms apart: the four streams overlap.
+        let m = mock_with("chunk_delay=20").await;
+        let d = Spec::new(CLOUD_POLICY)
+            .cloud("cloud", &[&m], &format!("{FAST}{setting}"))
+            .start()
+            .await;
+        let body = chat_stream("cloud", prompt, 8, false);
+        // One request first: the connection (and its protocol) is settled
+        // before the overlapping ones ask the pool.
+        assert_eq!(sse(d.post(&body).await).await.content(), mock_text(prompt, 8));
+        let answers = futures::future::join_all((0..4).map(|_| async { sse(d.post(&body).await).await })).await;
+        for s in &answers {
+            assert_eq!(s.content(), mock_text(prompt, 8), "{s:?}");
+        }
+        assert_eq!(
+            m.stats().connections_total,
+            connections,
+            "`{}`: upstream connections for 1 then 4 overlapping streams",
+            setting.trim()
+        );
+    }
+}
