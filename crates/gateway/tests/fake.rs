@@ -628,8 +628,18 @@ async fn warm_standby_prepares_the_local_fallback_once_when_the_cloud_starts() {
     assert!(local.prepared.lock().unwrap().is_empty());
 }
 
-/// Every event of a run, tool-call deltas as `(index, id, arguments)`.
-async fn drain_tools(run: &mut gateway::engine::Run) -> (Vec<(u32, Option<String>, String)>, Option<api::ApiError>) {
+/// Tool-call deltas that reached the app, as `(index, id, arguments)`.
+type Calls = Vec<(u32, Option<String>, String)>;
+
+/// Runs the chat over `backends` in order: the tool-call deltas handed out,
+/// the error that ended the answer if any, and the run.
+async fn tool_run(
+    backends: &[&Arc<Fake>],
+    cloud_allowed: bool,
+) -> (Calls, Option<api::ApiError>, gateway::engine::Run) {
+    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
+    let mut run = gateway::engine::Run::new(req, plan(backends, cloud_allowed, false));
+    run.start().await.unwrap();
     let mut calls = Vec::new();
     while let Some(ev) = run.next_event().await {
         match ev {
@@ -637,10 +647,10 @@ async fn drain_tools(run: &mut gateway::engine::Run) -> (Vec<(u32, Option<String
                 index, id, arguments, ..
             }) => calls.push((index, id, arguments)),
             Ok(_) => {}
-            Err(e) => return (calls, Some(e)),
+            Err(e) => return (calls, Some(e), run),
         }
     }
-    (calls, None)
+    (calls, None, run)
 }
 
 #[tokio::test]
@@ -665,12 +675,7 @@ async fn a_tool_call_cut_halfway_is_made_again_by_the_successor_with_its_indexes
             Step::Finish,
         ],
     );
-    let mut run = gateway::engine::Run::new(
-        api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(),
-        plan(&[&a, &b], true, false),
-    );
-    run.start().await.unwrap();
-    let (calls, err) = drain_tools(&mut run).await;
+    let (calls, err, run) = tool_run(&[&a, &b], true).await;
     assert!(err.is_none(), "{err:?}");
     let own = |i: u32, id: Option<&str>, args: &str| (i, id.map(str::to_owned), args.to_owned());
     assert_eq!(
@@ -691,12 +696,7 @@ async fn a_tool_call_cut_halfway_is_made_again_by_the_successor_with_its_indexes
         false,
         vec![Step::Tool(0, Some("call_a0"), "{"), Step::Fail(BackendErrorKind::Stall)],
     );
-    let mut run = gateway::engine::Run::new(
-        api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(),
-        plan(&[&a, &b], true, false),
-    );
-    run.start().await.unwrap();
-    let (calls, err) = drain_tools(&mut run).await;
+    let (calls, err, run) = tool_run(&[&a, &b], true).await;
     assert!(err.is_none(), "{err:?}");
     assert_eq!(calls.len(), 3);
     assert_eq!(calls[0].1.as_deref(), Some("call_b0"));
@@ -713,12 +713,7 @@ async fn tool_calls_stream_live_when_no_successor_could_take_over() {
     // redo the call, so its deltas go out as they come and the cut is an error.
     let a = Fake::new("local-a", true, steps.clone());
     let cloud = Fake::new("cloud-a", false, vec![Step::Finish]);
-    let mut run = gateway::engine::Run::new(
-        api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(),
-        plan(&[&a, &cloud], false, false),
-    );
-    run.start().await.unwrap();
-    let (calls, err) = drain_tools(&mut run).await;
+    let (calls, err, _) = tool_run(&[&a, &cloud], false).await;
     assert_eq!(calls.len(), 1, "the delta went out before the cut");
     assert!(err.is_some(), "half a call is never passed off as whole");
     assert_eq!(cloud.calls.load(Ordering::SeqCst), 0);
