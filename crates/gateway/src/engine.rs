@@ -141,8 +141,8 @@ pub struct Run {
     pending: VecDeque<Event>,
     /// The answer text already handed out: a successor continues from it.
     sent: String,
-    /// Tool-call deltas of the current backend not handed out yet (see
-    /// [`Run::holds_tool_calls`]).
+    /// Tool-call deltas of the current backend not handed out yet, with any
+    /// log-probabilities among them (see [`Run::holds_tool_calls`]).
     held_tools: Vec<Event>,
     /// A tool call was streamed: a successor cannot continue half a call.
     tool_call_sent: bool,
@@ -471,9 +471,15 @@ impl Run {
             .any(|b| (b.is_local() || self.info.cloud_allowed) && b.supports_tools())
     }
 
-    /// `Some(ev)` to pass on; `None` when `ev` is a tool-call delta now held.
+    /// `Some(ev)` to pass on; `None` when `ev` is a tool-call delta now held
+    /// (or log-probabilities that arrived between two held deltas).
     fn hold_tool_call(&mut self, ev: Event) -> Option<Event> {
-        if matches!(ev, Event::ToolCall { .. }) && self.holds_tool_calls() {
+        let held = match ev {
+            Event::ToolCall { .. } => self.holds_tool_calls(),
+            Event::Logprobs(_) => !self.held_tools.is_empty(),
+            _ => false,
+        };
+        if held {
             self.held_tools.push(ev);
             return None;
         }

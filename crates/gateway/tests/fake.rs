@@ -25,6 +25,7 @@ enum Step {
     Usage(u32, u32),
     /// A tool-call delta: index, id (on the call's first delta), arguments.
     Tool(u32, Option<&'static str>, &'static str),
+    Logprobs,
 }
 
 struct Fake {
@@ -98,6 +99,7 @@ impl Backend for Fake {
                     name: id.map(|_| "get_weather".to_owned()),
                     arguments: args.to_owned(),
                 }),
+                Step::Logprobs => Ok(Event::Logprobs(json!({"content": []}))),
             }));
             Ok(Box::pin(s) as EventStream)
         })
@@ -661,6 +663,7 @@ async fn a_tool_call_cut_halfway_is_made_again_by_the_successor_with_its_indexes
         vec![
             Step::Text("Checking. "),
             Step::Tool(0, Some("call_a0"), r#"{"city":"Oslo"}"#),
+            Step::Logprobs,
             Step::Tool(1, Some("call_a1"), r#"{"ci"#),
             Step::Fail(BackendErrorKind::Interrupted),
         ],
