@@ -93,15 +93,12 @@ impl Renderer {
         sse_data(&v)
     }
 
-    /// A chunk from the fixed head, a delta already written as JSON, and
-    /// the tail.
-    fn fast_chunk(&self, delta: &[&[u8]], tail: &[u8]) -> Vec<u8> {
-        let len = delta.iter().map(|d| d.len()).sum::<usize>();
-        let mut out = Vec::with_capacity(self.head.len() + len + tail.len());
+    /// A chunk from the fixed head, the delta `write_delta` writes as JSON
+    /// straight into it (about `delta_len` bytes), and the tail.
+    fn fast_chunk(&self, delta_len: usize, write_delta: impl FnOnce(&mut Vec<u8>), tail: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.head.len() + delta_len + tail.len());
         out.extend_from_slice(&self.head);
-        for d in delta {
-            out.extend_from_slice(d);
-        }
+        write_delta(&mut out);
         out.extend_from_slice(tail);
         out
     }
@@ -112,7 +109,8 @@ impl Renderer {
             return None;
         }
         self.role_sent = true;
-        Some(self.fast_chunk(&[br#"{"role":"assistant","content":""}"#], TAIL_OPEN))
+        const ROLE: &[u8] = br#"{"role":"assistant","content":""}"#;
+        Some(self.fast_chunk(ROLE.len(), |o| o.extend_from_slice(ROLE), TAIL_OPEN))
     }
 
     /// The chunk for one event; `None` for events that are not chunks
@@ -120,9 +118,12 @@ impl Renderer {
     pub fn event_chunk(&mut self, ev: &Event) -> Option<Vec<u8>> {
         match ev {
             Event::Text { text, .. } if !text.is_empty() => {
-                let mut escaped = Vec::with_capacity(text.len() + 2);
-                write_json_str(&mut escaped, text);
-                Some(self.fast_chunk(&[b"{\"content\":", &escaped, b"}"], TAIL_OPEN))
+                let write = |o: &mut Vec<u8>| {
+                    o.extend_from_slice(b"{\"content\":");
+                    write_json_str(o, text);
+                    o.push(b'}');
+                };
+                Some(self.fast_chunk(text.len() + 16, write, TAIL_OPEN))
             }
             Event::Text { .. } | Event::Usage(_) => None,
             Event::ToolCall {
@@ -148,7 +149,7 @@ impl Renderer {
             Event::Logprobs(lp) => Some(self.chunk(json!({}), None, Some(("logprobs", lp.clone())))),
             Event::Finish(reason) => {
                 let tail = [b"},\"finish_reason\":\"", reason.as_str().as_bytes(), b"\"}]}\n\n"].concat();
-                Some(self.fast_chunk(&[b"{"], &tail))
+                Some(self.fast_chunk(1, |o| o.push(b'{'), &tail))
             }
         }
     }
