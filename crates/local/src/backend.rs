@@ -458,38 +458,6 @@ impl LocalBackend {
     }
 }
 
-impl LocalBackend {
-    /// Hands a prefill job to an idle slot, when the model is loaded, no
-    /// request waits and the slot does not already hold the prompt. The job
-    /// yields to any request that queues while it runs.
-    fn prefill(&self, g: Generate) {
-        if self.check_supported(&g).is_err() {
-            return;
-        }
-        let sh = &self.shared;
-        let key = routing_key(&g);
-        // Nobody reads a prefill's events: the receiver goes at once.
-        let (tx, _) = mpsc::channel(1);
-        {
-            let mut s = lock(&sh.sched);
-            if sh.shutdown.load(Ordering::Acquire) || s.load != LoadState::Loaded || !s.queue.is_empty() {
-                return;
-            }
-            let Some(i) = pick_slot(&s.slots, &key) else {
-                return;
-            };
-            if s.slots[i].key.starts_with(&key) {
-                return;
-            }
-            let job = Job::new(sh, g, key, tx, true);
-            s.slots[i].busy = true;
-            s.slots[i].assigned = Some(job);
-            sh.counters.prefills.fetch_add(1, Ordering::Relaxed);
-        }
-        sh.changed.notify_all();
-    }
-}
-
 impl Drop for LocalBackend {
     fn drop(&mut self) {
         let sh = &self.shared;
@@ -521,8 +489,34 @@ impl Backend for LocalBackend {
         Box::pin(async move { self.submit(req) })
     }
 
+    /// Hands a prefill job to an idle slot, when the model is loaded, no
+    /// request waits and the slot does not already hold the prompt. The job
+    /// yields to any request that queues while it runs.
     fn prepare(&self, req: Generate) {
-        self.prefill(req);
+        if self.check_supported(&req).is_err() {
+            return;
+        }
+        let sh = &self.shared;
+        let key = routing_key(&req);
+        {
+            let mut s = lock(&sh.sched);
+            if sh.shutdown.load(Ordering::Acquire) || s.load != LoadState::Loaded || !s.queue.is_empty() {
+                return;
+            }
+            let Some(i) = pick_slot(&s.slots, &key) else {
+                return;
+            };
+            if s.slots[i].key.starts_with(&key) {
+                return;
+            }
+            // Nobody reads a prefill's events: the receiver goes at once.
+            let (tx, _) = mpsc::channel(1);
+            let job = Job::new(sh, req, key, tx, true);
+            s.slots[i].busy = true;
+            s.slots[i].assigned = Some(job);
+            sh.counters.prefills.fetch_add(1, Ordering::Relaxed);
+        }
+        sh.changed.notify_all();
     }
 }
 
@@ -810,11 +804,11 @@ fn worker(sh: &Shared, i: usize, mut slot: Slot<'_>) {
             continue;
         }
         let Some(tx) = job.take_tx() else { continue };
-        // A panic inside llama-cpp-2 must not take the slot (and every
-        // request queued behind it) down with it.
         // A prefill gives way to any request that queues behind it.
         let preempted = || !lock(&sh.sched).queue.is_empty();
         let prefill: Option<&dyn Fn() -> bool> = if job.prefill { Some(&preempted) } else { None };
+        // A panic inside llama-cpp-2 must not take the slot (and every
+        // request queued behind it) down with it.
         let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let mode = engine::Mode {
                 shutdown: &stopping,
