@@ -345,7 +345,8 @@ impl ComplexityScorer {
         s.clamp(0.0, 1.0)
     }
 
-    /// The score and the token estimate of [`estimate_tokens`], from the
+    /// The score and a cheap token estimate (four Latin characters per
+    /// token, one per CJK character at U+2E80 and above, four per turn), from the
     /// same pass over the text.
     pub fn score_with_tokens(&self, turns: &[Turn<'_>], shape: RequestShape) -> (f32, u32) {
         let (f, tokens) = self.measure(turns, shape);
@@ -509,7 +510,7 @@ struct Counts {
     questions: u32,
     code_punct: u32,
     cjk: u32,
-    /// The token estimate of [`estimate_tokens`], summed over turns.
+    /// The token estimate (see [`ComplexityScorer::score_with_tokens`]), summed over turns.
     tokens: u32,
     /// Bytes of the longest line of any turn.
     longest_line: u32,
@@ -751,37 +752,6 @@ fn is_option_line(line: &[u8]) -> bool {
     matches!(rest, [l, b'.' | b')', b' ' | b'\t', ..] if matches!(l, b'A'..=b'E' | b'a'..=b'e'))
 }
 
-/// A cheap token estimate: about four bytes per token for Latin text, one
-/// token per CJK character (U+2E80 and above), four tokens of overhead per
-/// message.
-pub fn estimate_tokens(turns: &[Turn<'_>]) -> u32 {
-    let mut n = 0u32;
-    for t in turns {
-        n = n.saturating_add(4);
-        let b = t.text.as_bytes();
-        let mut latin = 0u32;
-        let mut wide = 0u32;
-        for (i, &x) in b.iter().enumerate() {
-            match x {
-                // UTF-8 continuation bytes belong to the char before.
-                0x80..=0xBF => {}
-                // U+2000..U+2FFF: only U+2E80 and above (second byte ≥ 0xBA) is wide.
-                0xE2 => {
-                    if b.get(i + 1).is_some_and(|&y| y >= 0xBA) {
-                        wide += 1;
-                    } else {
-                        latin += 1;
-                    }
-                }
-                0xE3..=0xFF => wide += 1,
-                _ => latin += 1,
-            }
-        }
-        n = n.saturating_add(wide).saturating_add(latin.div_ceil(4));
-    }
-    n
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -962,20 +932,22 @@ mod tests {
         }
     }
 
+    /// The token estimate's rule, counted on chars: four Latin chars per
+    /// token, one per char at U+2E80 and above, four per turn.
+    fn reference_tokens(turns: &[Turn<'_>]) -> u32 {
+        turns
+            .iter()
+            .map(|t| {
+                let wide = t.text.chars().filter(|&c| c as u32 >= 0x2E80).count() as u32;
+                let latin = t.text.chars().count() as u32 - wide;
+                4 + wide + latin.div_ceil(4)
+            })
+            .sum()
+    }
+
     #[test]
     fn estimate_tokens_matches_the_char_rule() {
-        // The byte-level count must agree with counting chars: four Latin
-        // chars per token, one per char at U+2E80 and above, four per turn.
-        let reference = |turns: &[Turn<'_>]| -> u32 {
-            turns
-                .iter()
-                .map(|t| {
-                    let wide = t.text.chars().filter(|&c| c as u32 >= 0x2E80).count() as u32;
-                    let latin = t.text.chars().count() as u32 - wide;
-                    4 + wide + latin.div_ceil(4)
-                })
-                .sum()
-        };
+        // The byte-level count must agree with counting chars.
         let texts = [
             "",
             "hello world",
@@ -990,10 +962,9 @@ mod tests {
                 role: Role::User,
                 text: t,
             }];
-            assert_eq!(estimate_tokens(&turns), reference(&turns), "{t:?}");
             let mut c = Counts::default();
             scan_bytes(t.as_bytes(), &ComplexityScorer::new().words, &mut c);
-            assert_eq!(c.tokens, reference(&turns), "scan of {t:?}");
+            assert_eq!(c.tokens, reference_tokens(&turns), "scan of {t:?}");
         }
     }
 
@@ -1029,7 +1000,7 @@ mod tests {
                 };
                 let (score, tokens) = s.score_with_tokens(&turns, shape);
                 assert_eq!(score, s.score(&turns, shape));
-                assert_eq!(tokens, estimate_tokens(&turns));
+                assert_eq!(tokens, reference_tokens(&turns));
             }
         }
     }
