@@ -253,10 +253,7 @@ async fn failure_before_content_is_invisible() {
     // `auto` goes to the default tier only; with fallbacks the policy decides,
     // so exercise the engine directly through a two-backend plan.
     let _ = plan_req;
-    let plan = plan(&[&cloud, &local], true, false);
-    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
-    let mut run = gateway::engine::Run::new(req, plan);
-    run.start().await.unwrap();
+    let mut run = started(&[&cloud, &local], true, false).await;
     let text = drain_text(&mut run).await;
     assert_eq!(text, "fine");
     assert_eq!(run.info.route, "local-a");
@@ -278,10 +275,7 @@ async fn failure_after_content_continues_from_the_text_sent() {
         ],
     );
     let local = Fake::new("local-a", true, vec![Step::Text("42."), Step::Finish]);
-    let plan = plan(&[&cloud, &local], true, false);
-    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
-    let mut run = gateway::engine::Run::new(req, plan);
-    run.start().await.unwrap();
+    let mut run = started(&[&cloud, &local], true, false).await;
     let text = drain_text(&mut run).await;
     assert_eq!(text, "The answer is 42.");
     assert_eq!(local.seen.lock().unwrap()[0].as_deref(), Some("The answer is "));
@@ -535,6 +529,14 @@ async fn policy_hot_reload_swaps_good_files_and_keeps_the_old_one_on_errors() {
     assert!(err.contains("policy.toml:5:"), "{err}");
 }
 
+/// A run of the test chat over `backends` in order, started.
+async fn started(backends: &[&Arc<Fake>], cloud_allowed: bool, warm_standby: bool) -> gateway::engine::Run {
+    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
+    let mut run = gateway::engine::Run::new(req, plan(backends, cloud_allowed, warm_standby));
+    run.start().await.unwrap();
+    run
+}
+
 /// A plan over `backends` in order, as routing would make it.
 fn plan(backends: &[&Arc<Fake>], cloud_allowed: bool, warm_standby: bool) -> gateway::engine::Plan {
     gateway::engine::Plan {
@@ -589,11 +591,7 @@ async fn warm_standby_prepares_the_local_fallback_once_when_the_cloud_starts() {
     let steps = vec![Step::Text("fine"), Step::Finish];
     let cloud = Fake::new("cloud-a", false, steps.clone());
     let local = Fake::new("local-a", true, steps.clone());
-    let mut run = gateway::engine::Run::new(
-        api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(),
-        plan(&[&cloud, &local], true, true),
-    );
-    run.start().await.unwrap();
+    let mut run = started(&[&cloud, &local], true, true).await;
     assert_eq!(drain_text(&mut run).await, "fine");
     assert_eq!(
         *local.prepared.lock().unwrap(),
@@ -607,11 +605,7 @@ async fn warm_standby_prepares_the_local_fallback_once_when_the_cloud_starts() {
     let words: Vec<Step> = (0..40).map(|_| Step::Text("w ")).chain([Step::Finish]).collect();
     let cloud = Fake::new("cloud-a", false, words);
     let local = Fake::new("local-a", true, steps.clone());
-    let mut run = gateway::engine::Run::new(
-        api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(),
-        plan(&[&cloud, &local], true, true),
-    );
-    run.start().await.unwrap();
+    let mut run = started(&[&cloud, &local], true, true).await;
     drain_text(&mut run).await;
     assert_eq!(
         *local.prepared.lock().unwrap(),
@@ -621,11 +615,7 @@ async fn warm_standby_prepares_the_local_fallback_once_when_the_cloud_starts() {
     // Off: nothing is prepared.
     let cloud = Fake::new("cloud-a", false, steps.clone());
     let local = Fake::new("local-a", true, steps);
-    let mut run = gateway::engine::Run::new(
-        api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(),
-        plan(&[&cloud, &local], true, false),
-    );
-    run.start().await.unwrap();
+    let mut run = started(&[&cloud, &local], true, false).await;
     drain_text(&mut run).await;
     assert!(local.prepared.lock().unwrap().is_empty());
 }
@@ -639,9 +629,7 @@ async fn tool_run(
     backends: &[&Arc<Fake>],
     cloud_allowed: bool,
 ) -> (Calls, Option<api::ApiError>, gateway::engine::Run) {
-    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
-    let mut run = gateway::engine::Run::new(req, plan(backends, cloud_allowed, false));
-    run.start().await.unwrap();
+    let mut run = started(backends, cloud_allowed, false).await;
     let mut calls = Vec::new();
     while let Some(ev) = run.next_event().await {
         match ev {

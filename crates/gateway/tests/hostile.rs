@@ -687,44 +687,29 @@ fn cases() -> Vec<Case> {
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x05\x00\x00\x00\x00\x00\x00hello".to_vec(),
     );
 
-    // Slow drips: the body arrives one byte a second, the limit is 1.5 s.
+    // Slow drips: what follows `at` arrives one byte a second, the limit is 1.5 s.
+    let drip = |name: &str, bytes: &[u8], at: usize| {
+        case(
+            name,
+            Send::Drip {
+                head: bytes[..at].to_vec(),
+                body: bytes[at..].to_vec(),
+                every: Duration::from_secs(1),
+            },
+            TimeoutOrClose,
+        )
+    };
     let body = chat("a slow body that would take minutes to arrive at this rate");
-    let mut head = post(&body, "");
-    head.truncate(head.len() - body.len());
-    v.push(case(
-        "slow drip, Content-Length",
-        Send::Drip {
-            head,
-            body: body.clone(),
-            every: Duration::from_secs(1),
-        },
-        TimeoutOrClose,
-    ));
+    let full = post(&body, "");
+    v.push(drip("slow drip, Content-Length", &full, full.len() - body.len()));
     // Slowloris: the request line at once, then the headers one byte a
     // second. The whole request would take minutes: without a deadline on
     // headers the exchange outlasts the test's own deadline.
-    let full = post(&body, "");
     let line_end = full.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
-    v.push(case(
-        "slow headers",
-        Send::Drip {
-            head: full[..line_end].to_vec(),
-            body: full[line_end..].to_vec(),
-            every: Duration::from_secs(1),
-        },
-        TimeoutOrClose,
-    ));
+    v.push(drip("slow headers", &full, line_end));
     let chunked = post_chunked(&body, 1);
     let split = chunked.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    v.push(case(
-        "slow drip, chunked",
-        Send::Drip {
-            head: chunked[..split].to_vec(),
-            body: chunked[split..].to_vec(),
-            every: Duration::from_secs(1),
-        },
-        TimeoutOrClose,
-    ));
+    v.push(drip("slow drip, chunked", &chunked, split));
     v
 }
 
