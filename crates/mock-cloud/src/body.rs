@@ -216,9 +216,7 @@ impl SseStream {
                         self.phase = Phase::Finish;
                         continue;
                     }
-                    if self.fault.chunk_delay_ms > 0 {
-                        tokio::time::sleep(Duration::from_millis(self.fault.chunk_delay_ms)).await;
-                    }
+                    crate::clock::sleep_ms(self.fault.chunk_delay_ms).await;
                     let piece = self.answer.piece(self.sent);
                     let tool = self.answer.tool_call.is_some();
                     let frame = self.chunk(

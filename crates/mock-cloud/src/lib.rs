@@ -22,6 +22,7 @@
 
 pub mod answer;
 mod body;
+mod clock;
 pub mod config;
 mod error;
 pub mod fault;

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use crate::answer::{self, DEFAULT_CHUNKS, mix};
 use crate::body::{Meta, SseStream, StreamGuard, completion};
+use crate::clock;
 use crate::config::{MockConfig, RandomFaults};
 use crate::error::HttpError;
 use crate::fault::Fault;
@@ -197,19 +198,13 @@ impl Shared {
     }
 }
 
-async fn wait(ms: u64) {
-    if ms > 0 {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-}
-
 async fn models(State(sh): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let mut fault = sh.default_fault;
     let result = sh
         .check_auth(&headers)
         .and_then(|()| Shared::header_fault(&headers, &mut fault))
         .and_then(|()| sh.injected_error(&headers, &fault).map_or(Ok(()), Err));
-    wait(fault.latency_ms).await;
+    clock::sleep_ms(fault.latency_ms).await;
     if let Err(e) = result {
         return e.into_response();
     }
@@ -257,7 +252,7 @@ async fn chat(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         Err(e) => e.status.as_u16(),
     };
     sh.record.push(rec);
-    wait(fault.latency_ms).await;
+    clock::sleep_ms(fault.latency_ms).await;
     result.unwrap_or_else(HttpError::into_response)
 }
 
