@@ -26,6 +26,13 @@
 #   latency is the cost of the extra hop itself, and the throughput ratio
 #   says whether the gateway holds the upstream back.
 #
+# A third arm, "relay", measures the floor of any extra process on the path:
+# socat relaying the direct client's TLS bytes to the same mock, doing no
+# work of its own (no parsing, no TLS). What Tandem adds beyond the relay is
+# its own work; what the relay adds is the machine's price of one more hop
+# (two more cross-CPU wake-ups per request, costly on an idle VM). RELAY=0
+# leaves it out.
+#
 # Environment: ROUNDS (3), DURATION seconds per run (5), WARMUP seconds
 # before loadgen's window (1), CONCURRENCY ("1 16 64"), MODES ("json stream
 # json-paced stream-paced"), CHUNKS per answer (20), PACED_LATENCY_MS (20),
@@ -45,10 +52,12 @@ PACED_LATENCY_MS="${PACED_LATENCY_MS:-20}"
 PACED_CHUNK_DELAY_MS="${PACED_CHUNK_DELAY_MS:-5}"
 LOG_LEVEL="${LOG_LEVEL:-info}"
 UPSTREAM_HTTP2="${UPSTREAM_HTTP2:-true}"
+RELAY="${RELAY:-1}"
 
 bench_init gateway
 bench_build
 command -v wrk >/dev/null || { log "wrk is missing: run scripts/install-deps.sh"; exit 1; }
+[ "$RELAY" = 0 ] || command -v socat >/dev/null || { log "socat is missing: run scripts/install-deps.sh"; exit 1; }
 
 start_mock paced --chunks "$CHUNKS" --record-limit 16 \
   --latency-ms "$PACED_LATENCY_MS" --chunk-delay-ms "$PACED_CHUNK_DELAY_MS"
@@ -61,6 +70,22 @@ FAST_URL="$MOCK_URL" FAST_PID="$MOCK_PID" FAST_CA="$MOCK_CA"
   cloud_tier cloud-paced "$PACED_CA" "$PACED_URL" "http2 = $UPSTREAM_HTTP2"
 } >"$BENCH_TMP/tandem.toml"
 start_tandem tandem "$BENCH_TMP/tandem.toml"
+ARMS="direct tandem"
+if [ "$RELAY" != 0 ]; then
+  ARMS="direct relay tandem"
+  # start_relay MOCK_URL: sets RELAY_URL, a socat TCP relay to that mock.
+  start_relay() {
+    local port
+    port="$(free_port)"
+    socat "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork,nodelay" "TCP:${1#https://},nodelay" 2>/dev/null &
+    BENCH_PIDS+=("$!")
+    RELAY_URL="https://127.0.0.1:$port"
+    for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
+    log "socat relay did not start"; return 1
+  }
+  start_relay "$PACED_URL"; PACED_RELAY="$RELAY_URL"
+  start_relay "$FAST_URL"; FAST_RELAY="$RELAY_URL"
+fi
 log "mock-cloud $FAST_URL (pid $FAST_PID), paced $PACED_URL (pid $PACED_PID), tandem $TANDEM_URL (pid $TANDEM_PID)"
 
 prompt='Write two short sentences about the sea and the wind over the harbour at dawn.'
@@ -91,12 +116,14 @@ wait_load_quiet
 # run_arm MODE C ROUND ARM: one measured run, one JSON line appended to $out.
 run_arm() {
   local mode="$1" c="$2" round="$3" arm="$4" url ca_args=() t0 m0 t1 m1 line
-  local model=cloud mock_url="$FAST_URL" mock_pid="$FAST_PID" mock_ca="$FAST_CA"
+  local model=cloud mock_url="$FAST_URL" mock_pid="$FAST_PID" mock_ca="$FAST_CA" relay_url="${FAST_RELAY:-}"
   if [[ "$mode" == *-paced ]]; then
-    model=cloud-paced mock_url="$PACED_URL" mock_pid="$PACED_PID" mock_ca="$PACED_CA"
+    model=cloud-paced mock_url="$PACED_URL" mock_pid="$PACED_PID" mock_ca="$PACED_CA" relay_url="${PACED_RELAY:-}"
   fi
   if [ "$arm" = direct ]; then
     url="$mock_url/v1/chat/completions"; ca_args=(--ca "$mock_ca")
+  elif [ "$arm" = relay ]; then
+    url="$relay_url/v1/chat/completions"; ca_args=(--ca "$mock_ca")
   else
     url="$TANDEM_URL/v1/chat/completions"
   fi
@@ -140,8 +167,7 @@ PY
 for c in $CONCURRENCY; do
   for mode in $MODES; do
     for round in $(seq "$ROUNDS"); do
-      run_arm "$mode" "$c" "$round" direct
-      run_arm "$mode" "$c" "$round" tandem
+      for arm in $ARMS; do run_arm "$mode" "$c" "$round" "$arm"; done
     done
   done
 done

@@ -3,7 +3,10 @@
 Rounds are paired (direct and tandem of the same round ran back to back),
 so the added latency is the median over rounds of the per-round difference,
 and the throughput ratio the median of the per-round ratios; each arm's own
-figures are medians over its rounds.
+figures are medians over its rounds. Where the run has a `relay` arm (a
+byte relay in front of the same mock), its added latency is shown too: the
+price of one more process on the path on this machine, which any gateway
+pays before doing any work.
 """
 
 import json
@@ -28,8 +31,14 @@ def main(path):
         groups[(r["mode"], r["c"])][r["round"]][r["arm"]] = r
 
     out = []
-    out.append("| mode | conc | metric | direct p50 / p90 / p99 ms | tandem p50 / p90 / p99 ms | added p50 / p99 ms |")
-    out.append("|---|---|---|---|---|---|")
+    relay = any(r["arm"] == "relay" for r in rows)
+    head = "| mode | conc | metric | direct p50 / p90 / p99 ms | tandem p50 / p90 / p99 ms | added p50 / p99 ms |"
+    rule = "|---|---|---|---|---|---|"
+    if relay:
+        head += " relay added p50 / p99 ms | tandem beyond relay p50 ms |"
+        rule += "---|---|"
+    out.append(head)
+    out.append(rule)
     tput = []
     targets = []
     order = {"json": 0, "stream": 1, "json-paced": 2, "stream-paced": 3}
@@ -43,10 +52,17 @@ def main(path):
             t = [med(p["tandem"][f"{key}_{q}"] for p in pairs) for q in ("p50", "p90", "p99")]
             a50 = med(p["tandem"][f"{key}_p50"] - p["direct"][f"{key}_p50"] for p in pairs)
             a99 = med(p["tandem"][f"{key}_p99"] - p["direct"][f"{key}_p99"] for p in pairs)
-            out.append(
+            line = (
                 f"| {mode} | {c} | {name} | {d[0]:.3f} / {d[1]:.3f} / {d[2]:.3f} | "
                 f"{t[0]:.3f} / {t[1]:.3f} / {t[2]:.3f} | {a50:+.3f} / {a99:+.3f} |"
             )
+            if relay:
+                rp = [p for p in pairs if "relay" in p]
+                r50 = med(p["relay"][f"{key}_p50"] - p["direct"][f"{key}_p50"] for p in rp)
+                r99 = med(p["relay"][f"{key}_p99"] - p["direct"][f"{key}_p99"] for p in rp)
+                b50 = med(p["tandem"][f"{key}_p50"] - p["relay"][f"{key}_p50"] for p in rp)
+                line += f" {r50:+.3f} / {r99:+.3f} | {b50:+.3f} |"
+            out.append(line)
             if c == 16 and key == ("last" if mode.startswith("json") else "first"):
                 targets.append(f"- {mode}, concurrency 16, added p50 {a50:.3f} ms (< 0.2): {verdict(a50 < 0.2)}; "
                                f"added p99 {a99:.3f} ms (< 1): {verdict(a99 < 1.0)}")
