@@ -70,19 +70,19 @@ FAST_URL="$MOCK_URL" FAST_PID="$MOCK_PID" FAST_CA="$MOCK_CA"
   cloud_tier cloud-paced "$PACED_CA" "$PACED_URL" "http2 = $UPSTREAM_HTTP2"
 } >"$BENCH_TMP/tandem.toml"
 start_tandem tandem "$BENCH_TMP/tandem.toml"
+# start_relay MOCK_URL: sets RELAY_URL, a socat TCP relay to that mock.
+start_relay() {
+  local port
+  port="$(free_port)"
+  socat "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork,nodelay" "TCP:${1#https://},nodelay" 2>/dev/null &
+  BENCH_PIDS+=("$!")
+  RELAY_URL="https://127.0.0.1:$port"
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
+  log "socat relay did not start"; return 1
+}
 ARMS="direct tandem"
 if [ "$RELAY" != 0 ]; then
   ARMS="direct relay tandem"
-  # start_relay MOCK_URL: sets RELAY_URL, a socat TCP relay to that mock.
-  start_relay() {
-    local port
-    port="$(free_port)"
-    socat "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork,nodelay" "TCP:${1#https://},nodelay" 2>/dev/null &
-    BENCH_PIDS+=("$!")
-    RELAY_URL="https://127.0.0.1:$port"
-    for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
-    log "socat relay did not start"; return 1
-  }
   start_relay "$PACED_URL"; PACED_RELAY="$RELAY_URL"
   start_relay "$FAST_URL"; FAST_RELAY="$RELAY_URL"
 fi

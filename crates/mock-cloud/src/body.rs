@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::answer::Answer;
+use crate::clock;
 use crate::fault::Fault;
 use crate::stats::{Counters, StreamEnd};
 
@@ -216,7 +217,7 @@ impl SseStream {
                         self.phase = Phase::Finish;
                         continue;
                     }
-                    crate::clock::sleep_ms(self.fault.chunk_delay_ms).await;
+                    clock::sleep_ms(self.fault.chunk_delay_ms).await;
                     let piece = self.answer.piece(self.sent);
                     let tool = self.answer.tool_call.is_some();
                     let frame = self.chunk(

@@ -38,15 +38,16 @@ pub async fn sleep_ms(ms: u64) {
     sleep(Duration::from_millis(ms)).await;
 }
 
+/// A deadline and the pause waiting for it; ordered by the deadline alone
+/// (pauses due at the same instant may end in any order).
 struct Due {
     at: Instant,
-    seq: u64,
     tx: oneshot::Sender<()>,
 }
 
 impl PartialEq for Due {
     fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
+        self.at == other.at
     }
 }
 impl Eq for Due {}
@@ -57,18 +58,13 @@ impl PartialOrd for Due {
 }
 impl Ord for Due {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
+        self.at.cmp(&other.at)
     }
 }
 
-#[derive(Default)]
-struct Heap {
-    due: BinaryHeap<Reverse<Due>>,
-    seq: u64,
-}
-
 struct Timer {
-    heap: Mutex<Heap>,
+    /// Earliest deadline on top.
+    due: Mutex<BinaryHeap<Reverse<Due>>>,
     wake: Condvar,
 }
 
@@ -80,41 +76,39 @@ static TIMER: LazyLock<Timer> = LazyLock::new(|| {
         .spawn(|| TIMER.run())
         .unwrap_or_else(|e| panic!("mock-cloud cannot start its clock thread: {e}"));
     Timer {
-        heap: Mutex::new(Heap::default()),
+        due: Mutex::new(BinaryHeap::new()),
         wake: Condvar::new(),
     }
 });
 
 impl Timer {
     fn add(&self, at: Instant, tx: oneshot::Sender<()>) {
-        let mut heap = self.heap.lock().unwrap_or_else(PoisonError::into_inner);
-        let earliest = heap.due.peek().is_none_or(|Reverse(d)| at < d.at);
-        heap.seq += 1;
-        let seq = heap.seq;
-        heap.due.push(Reverse(Due { at, seq, tx }));
-        drop(heap);
+        let mut due = self.due.lock().unwrap_or_else(PoisonError::into_inner);
+        let earliest = due.peek().is_none_or(|Reverse(d)| at < d.at);
+        due.push(Reverse(Due { at, tx }));
+        drop(due);
         if earliest {
             self.wake.notify_one();
         }
     }
 
     fn run(&self) {
-        let mut heap = self.heap.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut due = self.due.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             let now = Instant::now();
-            match heap.due.peek() {
-                None => heap = self.wake.wait(heap).unwrap_or_else(PoisonError::into_inner),
+            match due.peek() {
+                None => due = self.wake.wait(due).unwrap_or_else(PoisonError::into_inner),
                 Some(Reverse(d)) if d.at <= now => {
-                    if let Some(Reverse(d)) = heap.due.pop() {
+                    if let Some(Reverse(d)) = due.pop() {
                         // The waiter may have gone (its request was dropped).
                         let _ = d.tx.send(());
                     }
                 }
                 Some(Reverse(d)) => {
                     let left = d.at - now;
-                    heap = self
+                    due = self
                         .wake
-                        .wait_timeout(heap, left)
+                        .wait_timeout(due, left)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0;
                 }
