@@ -37,9 +37,10 @@
 #   /proc/PID/net/tcp{,6}): at most baseline + TCP_SLACK (4) — the HTTP/2
 #   pools may open a few upstream connections — and no client connection
 #   left (loadgen has closed all of its own);
-# - VmRSS: at most baseline + RSS_SLACK_MIB (16). glibc's malloc keeps freed
-#   memory in its arenas and returns it to the kernel only from the top of
-#   a heap, so part of a burst's peak may stay resident without a leak: the
+# - VmRSS: at most baseline + RSS_SLACK_MIB (16). An allocator keeps some
+#   freed memory for reuse (mimalloc in its threads' heaps until they
+#   collect; glibc, llama.cpp's, in its arenas until trimmed), so part of a
+#   burst's peak may stay resident without a leak: the
 #   summary also shows RssAnon, how much of the peak's growth was given
 #   back, and the drift from round to round (a leak grows every round; the
 #   allocator's retention does not).

@@ -64,7 +64,7 @@ enum PolicyCommand {
 }
 
 fn main() -> anyhow::Result<()> {
-    reexec_with_passive_openmp()?;
+    reexec_with_start_env()?;
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, listen } => {
@@ -76,6 +76,7 @@ fn main() -> anyhow::Result<()> {
             gateway::logging::init(&cfg.logging)?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .on_thread_park(gateway::memory::collect_if_asked)
                 .build()
                 .context("starting the async runtime")?;
             rt.block_on(gateway::daemon::serve(cfg))
@@ -135,12 +136,29 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// libgomp reads `OMP_WAIT_POLICY` when it is loaded, before `main`; with
-/// its default spin-waiting, local generation collapses tenfold as soon as
-/// anything else wants a core. When it is unset, run this program again with
-/// it set to `passive`.
-fn reexec_with_passive_openmp() -> anyhow::Result<()> {
-    if std::env::var_os("OMP_WAIT_POLICY").is_some() {
+/// Settings libraries read as the process starts, before `main` could set
+/// them; each applies only where the environment does not already say:
+/// - `OMP_WAIT_POLICY=passive`: libgomp reads it when it is loaded; with its
+///   default spin-waiting, local generation collapses tenfold as soon as
+///   anything else wants a core.
+/// - `MIMALLOC_PURGE_DELAY=0`, `MIMALLOC_ARENA_EAGER_COMMIT=0`: the allocator
+///   gives freed pages back at once and commits memory as it is used, so the
+///   idle daemon is as small as with the system allocator (see
+///   `gateway::memory`).
+const START_ENV: [(&str, &str); 3] = [
+    ("OMP_WAIT_POLICY", "passive"),
+    ("MIMALLOC_PURGE_DELAY", "0"),
+    ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+];
+
+/// Runs this program again with the [`START_ENV`] settings the environment
+/// lacks.
+fn reexec_with_start_env() -> anyhow::Result<()> {
+    let missing: Vec<(&str, &str)> = START_ENV
+        .into_iter()
+        .filter(|(k, _)| std::env::var_os(k).is_none())
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     #[cfg(unix)]
@@ -149,9 +167,9 @@ fn reexec_with_passive_openmp() -> anyhow::Result<()> {
         let exe = std::env::current_exe().context("locating the tandem executable")?;
         let err = std::process::Command::new(exe)
             .args(std::env::args_os().skip(1))
-            .env("OMP_WAIT_POLICY", "passive")
+            .envs(missing.iter().copied())
             .exec();
-        Err(err).context("re-executing with OMP_WAIT_POLICY=passive")
+        Err(err).context("re-executing with the start-up environment")
     }
     #[cfg(not(unix))]
     Ok(())
