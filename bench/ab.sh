@@ -53,10 +53,8 @@ start_variant() {
     cloud_tier cloud "$FAST_CA" "$FAST_URL" ${tier[@]+"${tier[@]}"}
     cloud_tier cloud-paced "$PACED_CA" "$PACED_URL" ${tier[@]+"${tier[@]}"}
   } >"$dir/tandem.toml"
-  mkdir -p "$dir/bin"
-  cp "$bin" "$dir/bin/tandem"
   TANDEM_LAUNCH=(env ${!env_var:-})
-  BIN="$dir/bin" start_tandem "$v" "$dir/tandem.toml"
+  TANDEM_BIN="$bin" start_tandem "$v" "$dir/tandem.toml"
   printf -v "${v}_URL" '%s' "$TANDEM_URL"
   printf -v "${v}_PID" '%s' "$TANDEM_PID"
   log "variant $v: $bin, env '${!env_var:-}', log level ${!level_var:-info}, tier '${!tier_var:-}': $TANDEM_URL"
@@ -64,14 +62,7 @@ start_variant() {
 start_variant A
 start_variant B
 
-for model in cloud cloud-paced; do
-  python3 - "$model" >"$BENCH_TMP/body-$model.json" <<'PY'
-import json, sys
-print(json.dumps({"model": sys.argv[1], "stream": False, "max_tokens": 64,
-                  "messages": [{"role": "system", "content": "You are a helpful assistant."},
-                               {"role": "user", "content": "Write two short sentences about the sea and the wind over the harbour at dawn."}]}))
-PY
-done
+for model in cloud cloud-paced; do chat_body "$model" false >"$BENCH_TMP/body-$model.json"; done
 
 out="$RESULTS/ab-$BENCH_STAMP.jsonl"
 : >"$out"

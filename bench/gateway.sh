@@ -88,14 +88,8 @@ if [ "$RELAY" != 0 ]; then
 fi
 log "mock-cloud $FAST_URL (pid $FAST_PID), paced $PACED_URL (pid $PACED_PID), tandem $TANDEM_URL (pid $TANDEM_PID)"
 
-prompt='Write two short sentences about the sea and the wind over the harbour at dawn.'
 for model in cloud cloud-paced; do for s in true false; do
-  python3 - "$s" "$prompt" "$model" >"$BENCH_TMP/body-$model-$s.json" <<'PY'
-import json, sys
-print(json.dumps({"model": sys.argv[3], "stream": sys.argv[1] == "true", "max_tokens": 64,
-                  "messages": [{"role": "system", "content": "You are a helpful assistant."},
-                               {"role": "user", "content": sys.argv[2]}]}))
-PY
+  chat_body "$model" "$s" >"$BENCH_TMP/body-$model-$s.json"
 done; done
 
 # Both paths answer before anything is measured, and Tandem really routes

@@ -84,11 +84,12 @@ start_mock() {
 # start_tandem NAME CONFIG: serves CONFIG on a free port. Sets TANDEM_URL
 # (http://127.0.0.1:PORT) and TANDEM_PID once /readyz answers 200 (the model,
 # when configured, is loaded before the port is bound). TANDEM_LAUNCH, an
-# array, prefixes the command (e.g. `env -u OMP_WAIT_POLICY`).
+# array, prefixes the command (e.g. `env -u OMP_WAIT_POLICY`); TANDEM_BIN
+# names another tandem executable than $BIN/tandem.
 start_tandem() {
   local name="$1" config="$2" port
   port="$(free_port)"
-  ${TANDEM_LAUNCH[@]+"${TANDEM_LAUNCH[@]}"} "$BIN/tandem" serve --config "$config" --listen "127.0.0.1:$port" \
+  ${TANDEM_LAUNCH[@]+"${TANDEM_LAUNCH[@]}"} "${TANDEM_BIN:-$BIN/tandem}" serve --config "$config" --listen "127.0.0.1:$port" \
     >"$BENCH_TMP/$name.out" 2>"$BENCH_TMP/$name.err" &
   TANDEM_PID=$!
   BENCH_PIDS+=("$TANDEM_PID")
@@ -136,6 +137,18 @@ wait_load_quiet() {
 
 # Pieces of a daemon config written by the scripts. MODEL is the test model.
 MODEL="$BENCH_ROOT/models/gemma-3-270m-q4_k_m.gguf"
+
+# chat_body MODEL STREAM: the gateway benchmarks' chat request (a system and
+# a short user message, at most 64 tokens), STREAM true or false, as JSON.
+chat_body() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+print(json.dumps({"model": sys.argv[1], "stream": sys.argv[2] == "true", "max_tokens": 64,
+                  "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                               {"role": "user", "content": "Write two short sentences about the sea and the wind "
+                                                           "over the harbour at dawn."}]}))
+PY
+}
 
 # config_head POLICY DIR [LOG_LEVEL]: copies POLICY to DIR/policy.toml and
 # prints the common head: loopback, logging, that policy, no device sensors.

@@ -44,8 +44,7 @@ pub fn release_free_memory() {
 /// since this thread last collected.
 pub fn collect_if_asked() {
     let asked = RELEASES.load(Ordering::Relaxed);
-    if COLLECTED.with(Cell::get) != asked {
-        COLLECTED.with(|c| c.set(asked));
+    if COLLECTED.replace(asked) != asked {
         collect_own_heap();
     }
 }
