@@ -6,6 +6,8 @@
 //! is invisible on the wire.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::Stream;
 use serde::{Deserialize, Serialize};
@@ -182,5 +184,31 @@ pub trait Backend: Send + Sync {
     /// local backend with an idle slot evaluates the prompt into that slot's
     /// KV cache, so a handover evaluates only the text sent since. Never
     /// queues and never delays real work; the default does nothing.
-    fn prepare(&self, _req: Generate) {}
+    ///
+    /// `Some` when work started: dropping the [`Prepared`] stops it (the
+    /// answer it was for is over, or the app went away).
+    fn prepare(&self, _req: Generate) -> Option<Prepared> {
+        None
+    }
+}
+
+/// Work started by [`Backend::prepare`]; dropping it asks that work to stop.
+#[derive(Debug)]
+#[must_use = "dropping it stops the work at once"]
+pub struct Prepared {
+    stop: Arc<AtomicBool>,
+}
+
+impl Prepared {
+    /// The handle, and the flag the backend's worker watches.
+    pub fn new() -> (Prepared, Arc<AtomicBool>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        (Prepared { stop: stop.clone() }, stop)
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
 }

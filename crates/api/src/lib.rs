@@ -11,6 +11,6 @@ pub mod request;
 pub mod sse;
 
 pub use error::{ApiError, BackendError, BackendErrorKind, Fault};
-pub use event::{Backend, BoxFuture, Event, EventStream, FinishReason, Generate, TokenStats, Usage};
+pub use event::{Backend, BoxFuture, Event, EventStream, FinishReason, Generate, Prepared, TokenStats, Usage};
 pub use render::{Aggregate, Handover, Renderer, TandemInfo};
 pub use request::{ChatRequest, Content, Message, Role, Stop};

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use api::{
     ApiError, Backend, BackendError, BackendErrorKind, ChatRequest, Event, EventStream, Fault, Generate, Handover,
-    TandemInfo, Usage,
+    Prepared, TandemInfo, Usage,
 };
 use futures::StreamExt;
 
@@ -123,8 +123,9 @@ enum Warm {
     /// To start when a cloud backend is asked.
     Pending,
     /// This local fallback is given the text sent so far every
-    /// [`WARM_EVERY`] pieces while a cloud backend streams.
-    Keeping(Arc<dyn Backend>),
+    /// [`WARM_EVERY`] pieces while a cloud backend streams. The prefill it
+    /// is doing stops when the run ends (its [`Prepared`] drops with it).
+    Keeping(Arc<dyn Backend>, Option<Prepared>),
 }
 
 /// One answer in progress.
@@ -438,8 +439,8 @@ impl Run {
             Some(local) => {
                 let mut generate = self.generate_for(local.as_ref());
                 generate.continue_from = None;
-                local.prepare(generate);
-                Warm::Keeping(local)
+                let prepared = local.prepare(generate);
+                Warm::Keeping(local, prepared)
             }
             None => Warm::Off,
         };
@@ -453,10 +454,15 @@ impl Run {
             return;
         }
         let cloud_answering = self.current.as_ref().is_some_and(|(b, _)| !b.is_local());
-        if let Warm::Keeping(local) = &self.warm
+        if let Warm::Keeping(local, _) = &self.warm
             && cloud_answering
+            && let Some(p) = local.prepare(self.generate_for(local.as_ref()))
         {
-            local.prepare(self.generate_for(local.as_ref()));
+            // The prefill before it, if still running on another slot, is
+            // superseded by this one.
+            if let Warm::Keeping(_, prepared) = &mut self.warm {
+                *prepared = Some(p);
+            }
         }
     }
 

@@ -2,11 +2,13 @@
 //! pipeline, errors, failover and the security checks, without models.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api::{Backend, BackendError, BackendErrorKind, BoxFuture, Event, EventStream, FinishReason, Generate, Usage};
+use api::{
+    Backend, BackendError, BackendErrorKind, BoxFuture, Event, EventStream, FinishReason, Generate, Prepared, Usage,
+};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use gateway::routing::Routing;
@@ -41,6 +43,8 @@ struct Fake {
     budgets: Mutex<Vec<Option<u32>>>,
     /// What `prepare` was given to continue from, per call.
     prepared: Mutex<Vec<Option<String>>>,
+    /// Per `prepare` call: whether the caller has asked that work to stop.
+    prepare_stops: Mutex<Vec<Arc<AtomicBool>>>,
 }
 
 impl Fake {
@@ -54,6 +58,7 @@ impl Fake {
             seen: Mutex::new(vec![]),
             budgets: Mutex::new(vec![]),
             prepared: Mutex::new(vec![]),
+            prepare_stops: Mutex::new(vec![]),
         })
     }
     fn refusing(name: &'static str, local: bool, kind: BackendErrorKind) -> Arc<Self> {
@@ -66,6 +71,7 @@ impl Fake {
             seen: Mutex::new(vec![]),
             budgets: Mutex::new(vec![]),
             prepared: Mutex::new(vec![]),
+            prepare_stops: Mutex::new(vec![]),
         })
     }
 }
@@ -104,8 +110,11 @@ impl Backend for Fake {
             Ok(Box::pin(s) as EventStream)
         })
     }
-    fn prepare(&self, req: Generate) {
+    fn prepare(&self, req: Generate) -> Option<Prepared> {
         self.prepared.lock().unwrap().push(req.continue_from);
+        let (prepared, stop) = Prepared::new();
+        self.prepare_stops.lock().unwrap().push(stop);
+        Some(prepared)
     }
 }
 
@@ -611,6 +620,15 @@ async fn warm_standby_prepares_the_local_fallback_once_when_the_cloud_starts() {
         *local.prepared.lock().unwrap(),
         [None, Some("w ".repeat(16)), Some("w ".repeat(32))]
     );
+    // Each prefill is stopped when a newer one supersedes it, and the last
+    // when the run ends (the answer is over, or the app went away).
+    let stopped = || -> Vec<bool> {
+        let stops = local.prepare_stops.lock().unwrap();
+        stops.iter().map(|s| s.load(Ordering::SeqCst)).collect()
+    };
+    assert_eq!(stopped(), [true, true, false]);
+    drop(run);
+    assert_eq!(stopped(), [true, true, true]);
 
     // Off: nothing is prepared.
     let cloud = Fake::new("cloud-a", false, steps.clone());

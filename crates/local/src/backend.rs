@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use api::{Backend, BackendError, BackendErrorKind, BoxFuture, Event, EventStream, Fault, Generate};
+use api::{Backend, BackendError, BackendErrorKind, BoxFuture, Event, EventStream, Fault, Generate, Prepared};
 use futures::Stream;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -198,12 +198,13 @@ struct Job {
     /// the stream ends when they are done with it.
     tx: Mutex<Option<Tx>>,
     /// Only evaluate the prompt into the slot's KV cache (see
-    /// [`Backend::prepare`]); nobody reads the events.
-    prefill: bool,
+    /// [`Backend::prepare`]); nobody reads the events. Set to stop when the
+    /// caller dropped its [`Prepared`].
+    prefill: Option<Arc<AtomicBool>>,
 }
 
 impl Job {
-    fn new(sh: &Shared, gen_: Generate, key: String, tx: Tx, prefill: bool) -> Arc<Job> {
+    fn new(sh: &Shared, gen_: Generate, key: String, tx: Tx, prefill: Option<Arc<AtomicBool>>) -> Arc<Job> {
         Arc::new(Job {
             id: sh.next_job.fetch_add(1, Ordering::Relaxed),
             gen_,
@@ -404,7 +405,7 @@ impl LocalBackend {
         let name = &sh.tier.name;
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let key = routing_key(&g);
-        let job = Job::new(sh, g, key, tx, false);
+        let job = Job::new(sh, g, key, tx, None);
         {
             let mut s = lock(&sh.sched);
             if sh.shutdown.load(Ordering::Acquire) {
@@ -491,32 +492,34 @@ impl Backend for LocalBackend {
 
     /// Hands a prefill job to an idle slot, when the model is loaded, no
     /// request waits and the slot does not already hold the prompt. The job
-    /// yields to any request that queues while it runs.
-    fn prepare(&self, req: Generate) {
+    /// yields to any request that queues while it runs, and stops when the
+    /// returned [`Prepared`] is dropped.
+    fn prepare(&self, req: Generate) -> Option<Prepared> {
         if self.check_supported(&req).is_err() {
-            return;
+            return None;
         }
         let sh = &self.shared;
         let key = routing_key(&req);
-        {
+        let prepared = {
             let mut s = lock(&sh.sched);
             if sh.shutdown.load(Ordering::Acquire) || s.load != LoadState::Loaded || !s.queue.is_empty() {
-                return;
+                return None;
             }
-            let Some(i) = pick_slot(&s.slots, &key) else {
-                return;
-            };
+            let i = pick_slot(&s.slots, &key)?;
             if s.slots[i].key.starts_with(&key) {
-                return;
+                return None;
             }
             // Nobody reads a prefill's events: the receiver goes at once.
             let (tx, _) = mpsc::channel(1);
-            let job = Job::new(sh, req, key, tx, true);
+            let (prepared, stop) = Prepared::new();
+            let job = Job::new(sh, req, key, tx, Some(stop));
             s.slots[i].busy = true;
             s.slots[i].assigned = Some(job);
             sh.counters.prefills.fetch_add(1, Ordering::Relaxed);
-        }
+            prepared
+        };
         sh.changed.notify_all();
+        Some(prepared)
     }
 }
 
@@ -804,9 +807,12 @@ fn worker(sh: &Shared, i: usize, mut slot: Slot<'_>) {
             continue;
         }
         let Some(tx) = job.take_tx() else { continue };
-        // A prefill gives way to any request that queues behind it.
-        let preempted = || !lock(&sh.sched).queue.is_empty();
-        let prefill: Option<&dyn Fn() -> bool> = if job.prefill { Some(&preempted) } else { None };
+        // A prefill gives way to any request that queues behind it, and
+        // stops once the answer it was for no longer needs it.
+        let preempted = || {
+            job.prefill.as_ref().is_some_and(|stop| stop.load(Ordering::Acquire)) || !lock(&sh.sched).queue.is_empty()
+        };
+        let prefill: Option<&dyn Fn() -> bool> = if job.prefill.is_some() { Some(&preempted) } else { None };
         // A panic inside llama-cpp-2 must not take the slot (and every
         // request queued behind it) down with it.
         let run = std::panic::catch_unwind(AssertUnwindSafe(|| {

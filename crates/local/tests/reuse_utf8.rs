@@ -123,7 +123,8 @@ async fn a_prepared_prompt_leaves_only_the_handed_over_text_to_evaluate() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let before = b.status();
-    b.prepare(greedy(16, conv.clone()));
+    let warm = b.prepare(greedy(16, conv.clone()));
+    assert!(warm.is_some());
     assert_eq!(
         b.status().prefills,
         before.prefills + 1,
@@ -143,8 +144,9 @@ async fn a_prepared_prompt_leaves_only_the_handed_over_text_to_evaluate() {
     assert!(prompt_tokens > 60, "{prompt_tokens} tokens evaluated by the prefill");
 
     // The same prompt again is already in the cache: nothing to do.
-    b.prepare(greedy(16, conv.clone()));
+    assert!(b.prepare(greedy(16, conv.clone())).is_none());
     assert_eq!(b.status().prefills, warmed.prefills);
+    drop(warm);
 
     let mut handover = greedy(8, conv);
     handover.continue_from = Some("A refrigerator works by".into());
@@ -158,4 +160,33 @@ async fn a_prepared_prompt_leaves_only_the_handed_over_text_to_evaluate() {
         evaluated <= 8,
         "evaluated {evaluated} tokens after the prefill (reused {reused})"
     );
+}
+
+/// A prefill stops when its `Prepared` is dropped (the answer it was for
+/// ended, or the app went away): the slot does not go on reading a prompt
+/// nobody will continue.
+#[tokio::test]
+async fn a_dropped_prefill_stops_reading_the_prompt() {
+    use api::Backend;
+    let b = LocalBackend::new(&tier("prefill-drop")).unwrap();
+    run(&b, greedy(1, json!({"messages": [{"role": "user", "content": "Hi"}]}))).await;
+    let question = "Explain, step by step, how a refrigerator moves heat from inside to outside. ".repeat(40);
+    let conv = json!({"messages": [{"role": "user", "content": question}]});
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while b.status().busy > 0 {
+        assert!(std::time::Instant::now() < deadline, "the slot never became idle");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let before = b.status();
+    let warm = b.prepare(greedy(16, conv));
+    assert!(warm.is_some(), "the idle slot took the prefill");
+    drop(warm);
+    while b.status().busy > 0 {
+        assert!(std::time::Instant::now() < deadline, "the prefill did not stop");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // The whole prompt is about 700 tokens; a stop is seen between two
+    // 64-token steps.
+    let evaluated = b.status().evaluated_prompt_tokens - before.evaluated_prompt_tokens;
+    assert!(evaluated <= 128, "{evaluated} prompt tokens evaluated after the drop");
 }
