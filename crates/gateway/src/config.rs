@@ -274,9 +274,14 @@ impl Config {
                 "server.max_body_bytes must be at least 1024".into(),
             ));
         }
+        for o in &s.cors_origins {
+            crate::security::check_origin(o).map_err(|e| err("cors_origins", format!("server.cors_origins: {e}")))?;
+        }
         let server = ServerConfig {
             listen: s.listen,
-            allowed_hosts: s.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            // Written as a Host header would carry them: port, brackets, a
+            // trailing dot and case do not matter.
+            allowed_hosts: s.allowed_hosts.iter().map(|h| crate::security::host_name(h)).collect(),
             client_token,
             max_body_bytes: s.max_body_bytes,
             body_timeout: Duration::from_millis(s.body_timeout_ms),
@@ -444,5 +449,30 @@ mod tests {
         assert_eq!(e.line, Some(2), "{e:?}");
         let e = parse("[hybrid]\nwarm = true\n").unwrap_err();
         assert_eq!(e.line, Some(2), "{e:?}");
+    }
+
+    #[test]
+    fn a_non_loopback_listen_address_needs_a_client_token() {
+        let e = parse("[server]\nlisten = \"0.0.0.0:8080\"\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e:?}");
+        assert!(e.reason.contains("client token"), "{e:?}");
+        let env = HashMap::from([("TANDEM_TOKEN".to_owned(), "t0ken".to_owned())]);
+        let text = "[server]\nlisten = \"0.0.0.0:8080\"\nclient_token_env = \"TANDEM_TOKEN\"\n";
+        let c = Config::parse(text, "t.toml", Path::new("/tmp"), &env).unwrap();
+        assert_eq!(c.server.client_token.as_deref(), Some("t0ken"));
+        assert!(parse("[server]\nlisten = \"[::1]:8080\"\n").is_ok());
+    }
+
+    #[test]
+    fn server_hosts_are_normalised_and_cors_origins_checked() {
+        let c = parse("[server]\nallowed_hosts = [\"Box.LAN.\", \"[fd00::1]:8080\"]\n").unwrap();
+        assert_eq!(c.server.allowed_hosts, ["box.lan", "fd00::1"]);
+        let c = parse("[server]\ncors_origins = [\"http://localhost:3000\"]\n").unwrap();
+        assert_eq!(c.server.cors_origins, ["http://localhost:3000"]);
+        for bad in ["*", "localhost:3000", "https://a.example/app"] {
+            let e = parse(&format!("[server]\n\ncors_origins = [\"{bad}\"]\n")).unwrap_err();
+            assert_eq!(e.line, Some(3), "{e:?}");
+            assert!(e.reason.contains("cors_origins"), "{e:?}");
+        }
     }
 }

@@ -246,7 +246,23 @@ async fn route(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bod
 async fn chat_completions(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let id = new_id();
     let span = tracing::info_span!("request", id = %id);
-    chat(state, headers, body, id).instrument(span).await
+    tokio::select! {
+        biased;
+        resp = chat(state, headers, body, id).instrument(span) => resp,
+        // The shutdown grace period is over: an answer not yet under way
+        // gets an error status rather than a reset connection (a stream
+        // already under way ends with an error event, in `Pump`).
+        () = crate::server::aborted() => HttpError(shutting_down()).into_response(),
+    }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::new(
+        503,
+        "server_error",
+        Some("shutting_down"),
+        "the daemon is shutting down; the answer was not finished",
+    )
 }
 
 async fn chat(state: Arc<AppState>, headers: HeaderMap, body: Body, id: String) -> Response {
@@ -444,10 +460,7 @@ impl Pump {
                 Phase::Events => {
                     let next = tokio::select! {
                         biased;
-                        _ = crate::server::aborted() => {
-                            let e = ApiError::new(503, "server_error", Some("shutting_down"), "the daemon is shutting down; the answer was not finished");
-                            return Some(self.error(&e));
-                        }
+                        _ = crate::server::aborted() => return Some(self.error(&shutting_down())),
                         ev = self.run.next_event() => ev,
                     };
                     match next {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use api::ApiError;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Version, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub struct Security {
@@ -32,12 +32,14 @@ impl Security {
             // Which one counts would be a guess (RFC 9112 section 3.2: a 400).
             (Some(_), Some(_)) => return Err(bad_host("the request has more than one Host header")),
             (Some(h), None) => h.to_str().map_err(|_| bad_host("the Host header is not valid text"))?,
-            // HTTP/2 carries the host in the URI's authority instead.
-            (None, _) => req
+            // HTTP/2 carries the host in the URI's authority instead; an
+            // HTTP/1 request must name it in Host (RFC 9112 section 3.2).
+            (None, _) if req.version() >= Version::HTTP_2 => req
                 .uri()
                 .authority()
                 .map(|a| a.as_str())
-                .ok_or_else(|| bad_host("the request has no Host header"))?,
+                .ok_or_else(|| bad_host("the request has no :authority"))?,
+            (None, _) => return Err(bad_host("the request has no Host header")),
         };
         let name = host_name(host);
         if is_loopback_name(&name) || self.allowed_hosts.contains(&name) {
@@ -57,7 +59,9 @@ impl Security {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.trim_start().split_once(' '))
+            // The scheme's name is case-insensitive (RFC 9110 section 11.1).
+            .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then_some(token))
             .map(str::trim);
         match given {
             Some(g) if constant_time_eq(g.as_bytes(), expected.as_bytes()) => Ok(()),
@@ -72,6 +76,7 @@ impl Security {
         if self.cors_origins.is_empty() {
             return None;
         }
+        // Checked at load by `check_origin`: none is dropped here.
         let origins: Vec<HeaderValue> = self
             .cors_origins
             .iter()
@@ -99,8 +104,25 @@ fn bad_host(msg: &str) -> ApiError {
     ApiError::invalid_request(msg, None)
 }
 
-/// The host without port or brackets, lowercase.
-fn host_name(host: &str) -> String {
+/// Why a configured CORS origin cannot be used, if it cannot: an origin is
+/// `scheme://host[:port]`, and `*` would let every web page the user
+/// visits read the daemon's answers.
+pub(crate) fn check_origin(origin: &str) -> Result<(), String> {
+    if origin.trim() == "*" {
+        return Err("\"*\" would let every web page the user visits use the daemon; list the origins".into());
+    }
+    let uri: axum::http::Uri = origin
+        .parse()
+        .map_err(|_| format!("{origin:?} is not an origin (scheme://host[:port])"))?;
+    let plain = uri.path_and_query().is_none_or(|p| p.as_str() == "/") && !origin.ends_with('/');
+    if uri.scheme().is_none() || uri.authority().is_none() || !plain || HeaderValue::from_str(origin).is_err() {
+        return Err(format!("{origin:?} is not an origin (scheme://host[:port], no path)"));
+    }
+    Ok(())
+}
+
+/// The host without port or brackets, lowercase, without a trailing dot.
+pub(crate) fn host_name(host: &str) -> String {
     let host = host.trim();
     let name = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or("")
@@ -147,6 +169,101 @@ mod tests {
             ("", false),
         ] {
             assert_eq!(is_loopback_name(&host_name(h)), ok, "{h}");
+        }
+    }
+
+    fn security(token: Option<&str>, allowed: &[&str]) -> Security {
+        Security {
+            allowed_hosts: allowed.iter().map(|h| host_name(h)).collect(),
+            client_token: token.map(str::to_owned),
+            max_body_bytes: 1 << 20,
+            body_timeout: Duration::from_secs(1),
+            cors_origins: vec![],
+        }
+    }
+
+    fn request(version: Version, uri: &str, host: Option<&str>) -> Request {
+        let mut b = Request::builder().version(version).uri(uri);
+        if let Some(h) = host {
+            b = b.header(header::HOST, h);
+        }
+        b.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn an_http1_request_must_name_its_host_in_the_header() {
+        let s = security(None, &[]);
+        let v11 = Version::HTTP_11;
+        assert!(
+            s.check_host(&request(v11, "/v1/models", Some("127.0.0.1:8080")))
+                .is_ok()
+        );
+        // An absolute URI does not stand in for Host in HTTP/1.
+        let e = s
+            .check_host(&request(v11, "http://127.0.0.1/v1/models", None))
+            .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(s.check_host(&request(Version::HTTP_10, "/v1/models", None)).is_err());
+        // HTTP/2 names it in the :authority.
+        assert!(
+            s.check_host(&request(Version::HTTP_2, "http://[::1]:8080/v1/models", None))
+                .is_ok()
+        );
+        let e = s
+            .check_host(&request(Version::HTTP_2, "http://evil.example/v1/models", None))
+            .unwrap_err();
+        assert_eq!(e.status, 403);
+    }
+
+    #[test]
+    fn allowed_hosts_match_however_the_host_header_writes_them() {
+        let s = security(None, &["Tandem.Internal.", "[fd00::1]:8080", "box.lan:9000"]);
+        for h in [
+            "tandem.internal",
+            "TANDEM.internal:8080",
+            "[fd00::1]:1234",
+            "fd00::1",
+            "box.lan",
+        ] {
+            assert!(s.check_host(&request(Version::HTTP_11, "/", Some(h))).is_ok(), "{h}");
+        }
+        assert!(
+            s.check_host(&request(Version::HTTP_11, "/", Some("other.lan")))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let s = security(Some("s3cret"), &[]);
+        let check = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            s.check_token(&h).is_ok()
+        };
+        assert!(check("Bearer s3cret"));
+        assert!(check("bearer s3cret"));
+        assert!(check("BEARER  s3cret "));
+        assert!(!check("Bearer s3cre"));
+        assert!(!check("Basic s3cret"));
+        assert!(!check("s3cret"));
+        assert!(s.check_token(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn cors_origins_are_origins() {
+        for ok in ["http://localhost:3000", "https://app.example.com", "tauri://localhost"] {
+            assert!(check_origin(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "*",
+            " * ",
+            "localhost:3000",
+            "https://app.example.com/",
+            "https://a.com/path",
+            "not an origin",
+        ] {
+            assert!(check_origin(bad).is_err(), "{bad}");
         }
     }
 }

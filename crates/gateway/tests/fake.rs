@@ -246,6 +246,14 @@ async fn stream_has_one_id_usage_and_done() {
     let last = events.last().unwrap();
     assert_eq!(last["usage"]["completion_tokens"], 2);
     assert_eq!(last["tandem"]["route"], "local-a");
+
+    // Without `stream_options.include_usage`, no chunk carries usage.
+    let plain = CHAT_STREAM.replace(r#""stream_options":{"include_usage":true},"#, "");
+    let (_, _, body) = send(&st, post(&plain)).await;
+    let events = sse_json(&body);
+    assert_eq!(sse_text(&events), "ab");
+    assert!(events.iter().all(|e| e.get("usage").is_none()), "{body}");
+    assert_eq!(events.last().unwrap()["tandem"]["route"], "local-a");
 }
 
 #[tokio::test]
@@ -398,6 +406,30 @@ async fn host_check_blocks_dns_rebinding() {
         let (status, _, body) = send(&st, req).await;
         assert_eq!(status.as_u16(), want, "{host}: {body}");
     }
+}
+
+#[tokio::test]
+async fn cors_answers_only_configured_origins_and_only_when_configured() {
+    let preflight = |origin: &str| {
+        Request::options("/v1/chat/completions")
+            .header("host", "localhost")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let allowed = |h: &axum::http::HeaderMap| h.get("access-control-allow-origin").cloned();
+    let off = state(vec![Fake::new("local-a", true, vec![])], "local-a");
+    let (_, h, _) = send(&off, preflight("http://localhost:3000")).await;
+    assert_eq!(allowed(&h), None, "CORS is off by default");
+
+    let mut on = state(vec![Fake::new("local-a", true, vec![])], "local-a");
+    Arc::get_mut(&mut on).unwrap().security.cors_origins = vec!["http://localhost:3000".into()];
+    let (status, h, _) = send(&on, preflight("http://localhost:3000")).await;
+    assert!(status.is_success(), "{status}");
+    assert_eq!(allowed(&h).unwrap(), "http://localhost:3000");
+    let (_, h, _) = send(&on, preflight("http://evil.example")).await;
+    assert_eq!(allowed(&h), None, "an origin not listed");
 }
 
 #[tokio::test]

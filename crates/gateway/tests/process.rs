@@ -158,3 +158,37 @@ async fn sigterm_lets_streams_finish_then_ends_them_with_an_error_event() {
     // New connections are refused once shutdown began.
     assert!(client().get(format!("http://{}/healthz", d.addr)).send().await.is_err());
 }
+
+#[tokio::test]
+async fn sigterm_answers_requests_not_yet_under_way_with_an_error_status() {
+    // The cloud takes 8 s to its headers: neither answer has started when
+    // the 700 ms grace period ends.
+    let m = mock(Fault {
+        latency_ms: 8000,
+        ..Fault::default()
+    })
+    .await;
+    let mut d = start(&m, "");
+    let pid = d.child.id().to_string();
+    let requests: Vec<_> = [false, true]
+        .into_iter()
+        .map(|stream| {
+            let addr = d.addr.clone();
+            let body = serde_json::json!({"model": "cloud", "stream": stream,
+                "messages": [{"role": "user", "content": "hello"}]});
+            tokio::spawn(async move {
+                let resp = chat(&addr, body).await;
+                (resp.status().as_u16(), resp.text().await.unwrap())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    for r in requests {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(6), r).await.unwrap().unwrap();
+        assert_eq!(status, 503, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["code"], "shutting_down", "{body}");
+    }
+    assert!(terminate(&mut d).success());
+}
