@@ -119,18 +119,27 @@ fn main() -> anyhow::Result<()> {
             let offline = gateway::offline::Offline::new(&cfg)?;
             let stdin = std::io::stdin();
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for (n, line) in stdin.lock().lines().enumerate() {
-                let line = line.context("reading stdin")?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let v = offline
-                    .score_line(&line)
-                    .map_err(|e| anyhow::anyhow!("stdin line {}: {e}", n + 1))?;
+            let (mut lines, mut failed) = (0usize, 0usize);
+            for bytes in stdin.lock().split(b'\n') {
+                let bytes = bytes.context("reading stdin")?;
+                let v = match String::from_utf8(bytes) {
+                    Ok(line) if line.trim().is_empty() => continue,
+                    Ok(line) => offline.score_line(&line),
+                    Err(_) => Err(gateway::offline::score_error(serde_json::Value::Null, "not UTF-8")),
+                };
+                lines += 1;
+                let v = v.unwrap_or_else(|e| {
+                    failed += 1;
+                    e
+                });
                 serde_json::to_writer(&mut out, &v)?;
                 out.write_all(b"\n")?;
             }
             out.flush()?;
+            if failed > 0 {
+                eprintln!("tandem score: {failed} of {lines} lines could not be scored");
+                std::process::exit(1);
+            }
             Ok(())
         }
     }

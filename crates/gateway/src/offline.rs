@@ -24,15 +24,26 @@ fn targets(cfg: &Config) -> policy::Targets {
 }
 
 impl Offline {
+    /// The configured policy file, as the daemon reads it: the embedded
+    /// policy when the file does not exist (said on stderr), an error when
+    /// it cannot be read or is refused.
     pub fn new(cfg: &Config) -> anyhow::Result<Self> {
-        let routing = match std::fs::read_to_string(&cfg.policy_file) {
-            Ok(text) => Routing::new(&text, &cfg.policy_file, false, targets(cfg))?,
-            Err(_) => Routing::new(
-                EMBEDDED_POLICY,
-                Path::new("<embedded config/policy.toml>"),
-                false,
-                targets(cfg),
-            )?,
+        let file = &cfg.policy_file;
+        let routing = match std::fs::read_to_string(file) {
+            Ok(text) => Routing::new(&text, file, false, targets(cfg))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!(
+                    "tandem: policy file {} not found; using the embedded policy",
+                    file.display()
+                );
+                Routing::new(
+                    EMBEDDED_POLICY,
+                    Path::new("<embedded config/policy.toml>"),
+                    false,
+                    targets(cfg),
+                )?
+            }
+            Err(e) => anyhow::bail!("policy file {}: cannot read: {e}", file.display()),
         };
         Ok(Offline { routing })
     }
@@ -44,21 +55,33 @@ impl Offline {
 
     /// One `tandem score` line: `{"id","prompt"}` or `{"id","messages"}` in,
     /// `{"id","complexity","privacy","entities","route","rule"}` out, with
-    /// entity offsets in characters.
-    pub fn score_line(&self, line: &str) -> Result<Value, String> {
+    /// entity offsets in characters. A line that cannot be scored gives
+    /// `{"id","error"}` instead (the id when the line has one), so one bad
+    /// line costs only its own answer.
+    pub fn score_line(&self, line: &str) -> Result<Value, Value> {
+        // Other fields (labels, sets …) may ride along and are ignored.
         #[derive(Deserialize)]
         struct In {
-            #[serde(default)]
-            id: Value,
             prompt: Option<String>,
             messages: Option<Vec<Message>>,
         }
-        let input: In =
-            serde_json::from_str(line).map_err(|e| format!("not a JSON object with id and prompt/messages: {e}"))?;
+        let raw: Value = serde_json::from_str(line).map_err(|e| score_error(Value::Null, format!("not JSON: {e}")))?;
+        let id = raw.get("id").cloned().unwrap_or(Value::Null);
+        let input: In = serde_json::from_value(raw).map_err(|e| {
+            score_error(
+                id.clone(),
+                format!("expected {{\"id\", \"prompt\" or \"messages\"}}: {e}"),
+            )
+        })?;
         let messages = match (input.prompt, input.messages) {
             (Some(p), None) => vec![Message::text_message(Role::User, p)],
             (None, Some(m)) if !m.is_empty() => m,
-            _ => return Err("give exactly one of `prompt` or a non-empty `messages`".into()),
+            _ => {
+                return Err(score_error(
+                    id,
+                    "give exactly one of `prompt` or a non-empty `messages`",
+                ));
+            }
         };
         let req = chat(messages);
         let scores = self.routing.score(&req);
@@ -69,7 +92,7 @@ impl Offline {
             .map(|e| json!({"label": e.label.as_str(), "message": e.message, "start": e.start, "end": e.end}))
             .collect();
         Ok(json!({
-            "id": input.id,
+            "id": id,
             "complexity": scores.complexity,
             "privacy": scores.privacy,
             "entities": entities,
@@ -77,6 +100,11 @@ impl Offline {
             "rule": explained["rule"],
         }))
     }
+}
+
+/// The `tandem score` line for an input that could not be scored.
+pub fn score_error(id: Value, error: impl Into<String>) -> Value {
+    json!({"id": id, "error": error.into()})
 }
 
 fn chat(messages: Vec<Message>) -> ChatRequest {
