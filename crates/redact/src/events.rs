@@ -102,9 +102,10 @@ impl EventRestorer {
     }
 }
 
-/// Restores a non-stream OpenAI `chat.completion` in place: every choice's
-/// `message.content` and `refusal`, and its tool calls' (and legacy
-/// `function_call`'s) arguments, JSON-aware.
+/// Restores a non-stream OpenAI `chat.completion` in place: every string of
+/// every choice's `message` (content, text parts, refusal, reasoning …),
+/// with tool calls' (and the legacy `function_call`'s) `arguments` texts
+/// restored JSON-aware.
 pub fn restore_completion(completion: &mut Value, map: &PlaceholderMap) {
     if map.is_empty() {
         return;
@@ -113,21 +114,24 @@ pub fn restore_completion(completion: &mut Value, map: &PlaceholderMap) {
         return;
     };
     for choice in choices {
-        let Some(msg) = choice.get_mut("message") else { continue };
-        for key in ["content", "refusal"] {
-            if let Some(Value::String(s)) = msg.get_mut(key) {
-                *s = restore_all(s, map);
+        if let Some(msg) = choice.get_mut("message") {
+            restore_value(msg, map, false);
+        }
+    }
+}
+
+/// `json_text`: `v` is the string value of an `arguments` key, a JSON text
+/// in which a restored value must be escaped.
+fn restore_value(v: &mut Value, map: &PlaceholderMap, json_text: bool) {
+    match v {
+        Value::String(s) if json_text => *s = restore_json_all(s, map),
+        Value::String(s) => *s = restore_all(s, map),
+        Value::Array(items) => items.iter_mut().for_each(|x| restore_value(x, map, false)),
+        Value::Object(fields) => {
+            for (k, x) in fields.iter_mut() {
+                restore_value(x, map, k == "arguments");
             }
         }
-        if let Some(Value::Array(calls)) = msg.get_mut("tool_calls") {
-            for call in calls {
-                if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
-                    *args = restore_json_all(args, map);
-                }
-            }
-        }
-        if let Some(Value::String(args)) = msg.pointer_mut("/function_call/arguments") {
-            *args = restore_json_all(args, map);
-        }
+        _ => {}
     }
 }

@@ -33,8 +33,35 @@ pub fn redact(req: &ChatRequest, spans: &[Span]) -> Redaction {
         for m in &mut request.messages {
             redact_message(m, &map);
         }
+        // Text outside the messages leaves too: a predicted output that
+        // repeats the prompt, metadata, `user`, tool definitions, a JSON
+        // schema, stop sequences.
+        for v in request.extra.values_mut() {
+            redact_json(v, &map);
+        }
+        for v in request.tools.iter_mut().flatten() {
+            redact_json(v, &map);
+        }
+        if let Some(v) = &mut request.response_format {
+            redact_json(v, &map);
+        }
+        match &mut request.stop {
+            Some(api::Stop::One(s)) => *s = map.redact_str(s),
+            Some(api::Stop::Many(v)) => v.iter_mut().for_each(|s| *s = map.redact_str(s)),
+            None => {}
+        }
     }
     Redaction { request, map }
+}
+
+/// Every string inside `v` redacted (object keys are names, not text).
+fn redact_json(v: &mut Value, map: &PlaceholderMap) {
+    match v {
+        Value::String(s) => *s = map.redact_str(s),
+        Value::Array(items) => items.iter_mut().for_each(|x| redact_json(x, map)),
+        Value::Object(fields) => fields.values_mut().for_each(|x| redact_json(x, map)),
+        _ => {}
+    }
 }
 
 /// The texts of a message that spans point into, each with its offset in
@@ -114,22 +141,22 @@ fn redact_message(m: &mut Message, map: &PlaceholderMap) {
         None => {}
         Some(Content::Text(s)) => *s = map.redact_str(s),
         Some(Content::Parts(parts)) => {
-            for t in parts.iter_mut().filter_map(|p| p.text.as_mut()) {
-                *t = map.redact_str(t);
+            for p in parts.iter_mut() {
+                if let Some(t) = &mut p.text {
+                    *t = map.redact_str(t);
+                }
+                // A refusal part, an image's URL or file name …
+                for v in p.extra.values_mut() {
+                    redact_json(v, map);
+                }
             }
         }
     }
-    // Earlier assistant turns' tool calls (and the legacy `function_call`):
-    // their arguments are a JSON text, in which values may appear escaped;
-    // the map's matcher knows those spellings too.
-    if let Some(Value::Array(calls)) = m.extra.get_mut("tool_calls") {
-        for call in calls {
-            if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
-                *args = map.redact_str(args);
-            }
-        }
-    }
-    if let Some(Value::String(args)) = m.extra.get_mut("function_call").and_then(|f| f.get_mut("arguments")) {
-        *args = map.redact_str(args);
+    // Everything else a message carries: earlier tool calls (their
+    // arguments are a JSON text, in which values may appear escaped; the
+    // map's matcher knows those spellings too) and the legacy
+    // `function_call`, `name`, `refusal`, an earlier turn's reasoning …
+    for v in m.extra.values_mut() {
+        redact_json(v, map);
     }
 }

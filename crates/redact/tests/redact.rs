@@ -465,6 +465,59 @@ fn non_stream_completion_is_restored_in_place() {
     assert_eq!(msg["content"], "Hi Ann, mailed a@b.io.");
     let args: Value = serde_json::from_str(msg["tool_calls"][0]["function"]["arguments"].as_str().unwrap()).unwrap();
     assert_eq!(args["p"], "pa\"ss\\wörd\n张");
+
+    // Reasoning, refusals and content as parts are the app's text too.
+    let mut completion = json!({"choices": [{"index": 0, "message": {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "To [PERSON_1]"}],
+        "reasoning_content": "write to [email_1]",
+        "refusal": "not [Person_1]"
+    }}]});
+    restore_completion(&mut completion, &map);
+    let msg = &completion["choices"][0]["message"];
+    assert_eq!(msg["content"][0]["text"], "To Ann");
+    assert_eq!(msg["reasoning_content"], "write to a@b.io");
+    assert_eq!(msg["refusal"], "not Ann");
+    assert_eq!(msg["role"], "assistant");
+}
+
+#[test]
+fn no_flagged_value_leaves_in_any_field_of_the_request() {
+    let req = ChatRequest::from_slice(
+        json!({
+            "model": "auto",
+            "user": "ann@x.io",
+            "metadata": {"owner": "ann@x.io"},
+            "prediction": {"type": "content", "content": "To: ann@x.io"},
+            "stop": ["ann@x.io"],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": {
+                "type": "object", "properties": {"to": {"enum": ["ann@x.io"]}}}}},
+            "tools": [{"type": "function", "function": {"name": "send",
+                "description": "Send mail, usually to ann@x.io"}}],
+            "messages": [
+                {"role": "user", "content": "mail ann@x.io", "name": "ann@x.io"},
+                {"role": "assistant", "content": null, "refusal": "won't mail ann@x.io",
+                 "reasoning_content": "ann@x.io is the user",
+                 "tool_calls": [{"id": "c1", "type": "function",
+                    "function": {"name": "send", "arguments": {"to": "ann@x.io"}}}]},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "again ann@x.io"},
+                    {"type": "image_url", "image_url": {"url": "https://x.io/ann@x.io.png"}}
+                ]}
+            ]
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let spans = [span(&req, 0, "ann@x.io", "email")];
+    let r = redact(&req, &spans);
+    let sent = serde_json::to_string(&r.request).unwrap();
+    assert!(!sent.contains("ann@x.io"), "{sent}");
+    assert_eq!(sent.matches("[EMAIL_1]").count(), 13, "{sent}");
+    // Structure is untouched.
+    assert_eq!(r.request.model, "auto");
+    assert_eq!(r.request.messages[1].extra["tool_calls"][0]["id"], "c1");
 }
 
 #[test]
