@@ -46,6 +46,10 @@ pub struct Smoother {
     thermal: Thermal,
     /// Consecutive readings below `thermal`.
     lower_readings: u32,
+    /// Zones in the reading that set `thermal`. A later reading with fewer
+    /// (a sensor that failed to read) says nothing of the missing ones, so
+    /// it cannot prove the margin: the level falls only by the count.
+    zones_at_level: usize,
     /// `(raw level at the last report, reported level)`.
     battery: Option<(f32, f32)>,
 }
@@ -56,6 +60,7 @@ impl Smoother {
             cfg,
             thermal: Thermal::Nominal,
             lower_readings: 0,
+            zones_at_level: 0,
             battery: None,
         }
     }
@@ -79,26 +84,30 @@ impl Smoother {
     pub fn thermal(&mut self, raw: &RawReading) -> Thermal {
         let now = raw.thermal_level();
         if now >= self.thermal {
-            self.thermal = now;
-            self.lower_readings = 0;
+            self.set_thermal(now, raw);
             return self.thermal;
         }
         // Cooler than reported. With temperatures, leave the level once the zones are a margin
-        // below it; a stated level alone gives no temperature to measure the margin against.
-        if !raw.zones.is_empty() {
+        // below it; a stated level alone gives no temperature to measure the margin against,
+        // and neither does a reading that lost a zone (the hot one may be the one missing).
+        if !raw.zones.is_empty() && raw.zones.len() >= self.zones_at_level {
             let with_margin = raw.level_with_offset(self.cfg.thermal_margin_c);
             if with_margin < self.thermal {
-                self.thermal = with_margin;
-                self.lower_readings = 0;
+                self.set_thermal(with_margin, raw);
                 return self.thermal;
             }
         }
         self.lower_readings += 1;
         if self.lower_readings >= self.cfg.thermal_release_after.max(1) {
-            self.thermal = now;
-            self.lower_readings = 0;
+            self.set_thermal(now, raw);
         }
         self.thermal
+    }
+
+    fn set_thermal(&mut self, level: Thermal, raw: &RawReading) {
+        self.thermal = level;
+        self.lower_readings = 0;
+        self.zones_at_level = raw.zones.len();
     }
 
     /// The smoothed battery level after a raw level.
@@ -233,6 +242,19 @@ mod tests {
         assert_eq!(s.thermal(&hot(&[40.0, 90.0])), Serious);
         // The hot zone cooled past the margin but another one is now Fair-hot.
         assert_eq!(s.thermal(&hot(&[72.0, 60.0])), Fair);
+    }
+
+    #[test]
+    fn a_zone_that_fails_to_read_is_no_proof_of_cooling() {
+        let mut s = Smoother::default();
+        assert_eq!(s.thermal(&hot(&[97.0, 40.0])), Thermal::Critical);
+        // The hot zone's read failed: the cool one alone falls only by count.
+        assert_eq!(s.thermal(&hot(&[40.0])), Thermal::Critical);
+        assert_eq!(s.thermal(&hot(&[40.0])), Thermal::Critical);
+        assert_eq!(s.thermal(&hot(&[40.0])), Thermal::Nominal, "after 3 readings");
+        // Both zones read again and cool: the margin applies as before.
+        assert_eq!(s.thermal(&hot(&[97.0, 40.0])), Thermal::Critical);
+        assert_eq!(s.thermal(&hot(&[40.0, 40.0])), Thermal::Nominal);
     }
 
     #[test]

@@ -84,13 +84,14 @@ pub async fn build(cfg: &Config, env: &dyn cloud::EnvSource) -> anyhow::Result<A
     let mut routing = match std::fs::read_to_string(&cfg.policy_file) {
         Ok(text) => Routing::new(&text, &cfg.policy_file, true, targets)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tracing::warn!(file = %cfg.policy_file.display(), "policy file not found: using the embedded default policy");
+            tracing::warn!(file = %cfg.policy_file.display(), "policy file not found: using the embedded default policy until it appears");
             Routing::new(
                 EMBEDDED_POLICY,
                 std::path::Path::new("<embedded config/policy.toml>"),
                 false,
                 targets,
             )?
+            .watching(cfg.policy_file.clone())
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", cfg.policy_file.display())),
     };

@@ -105,6 +105,13 @@ impl Routing {
         self.policy_file.as_deref()
     }
 
+    /// Watches `file` for a policy, though the one in force came from
+    /// elsewhere (the embedded policy, while the file does not exist yet).
+    pub fn watching(mut self, file: PathBuf) -> Self {
+        self.policy_file = Some(file);
+        self
+    }
+
     /// Re-reads the policy file. A file that fails validation is refused and
     /// the policy in force stays.
     pub fn reload(&self) -> Result<(), String> {
@@ -115,6 +122,14 @@ impl Routing {
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))
             .and_then(|text| Policy::parse(&text, path, &self.targets).map_err(|e| e.to_string()));
         match result {
+            // The text in force already (the watcher's first look, a touch,
+            // an edit undone): nothing to swap, but the file is good again.
+            Ok(policy) if policy.content_hash() == self.policy().policy.content_hash() => {
+                if let Ok(mut e) = self.last_reload_error.lock() {
+                    *e = None;
+                }
+                Ok(())
+            }
             Ok(policy) => {
                 let loaded = Arc::new(Loaded {
                     policy,
@@ -177,7 +192,7 @@ impl Routing {
         entities.dedup();
         let mut s = Signals {
             complexity: f64::from(scores.complexity),
-            privacy: f64::from(scores.privacy).max(hinted),
+            privacy: raise_privacy(f64::from(scores.privacy), hinted),
             entities,
             est_prompt_tokens: i64::from(scores.est_prompt_tokens),
             max_tokens: req.max_tokens().map(i64::from).unwrap_or(0),
@@ -188,13 +203,7 @@ impl Routing {
             ..Signals::default()
         };
         if let Some(dev) = &self.device {
-            let d = dev.current();
-            s.battery = f64::from(d.battery.unwrap_or(1.0));
-            s.charging = d.charging;
-            s.power_saver = d.power_saver;
-            s.thermal = d.thermal.as_str().to_owned();
-            s.thermal_level = d.thermal as i64;
-            s.mem_available_mb = i64::try_from(d.mem_available >> 20).unwrap_or(i64::MAX);
+            device_signals(&mut s, &dev.current());
         }
         let Some(tiers) = tiers else {
             return s;
@@ -325,8 +334,15 @@ impl Routing {
 
     pub fn status(&self) -> Value {
         let loaded = self.policy();
+        let watching = self.policy_file.as_ref().map(|p| p.display().to_string());
+        // The file in force; none while the embedded policy stands in for a
+        // file that does not exist yet.
+        let file = watching
+            .clone()
+            .filter(|_| self.policy_file.as_deref() == Some(loaded.policy.source_path()));
         json!({
-            "file": self.policy_file.as_ref().map(|p| p.display().to_string()),
+            "file": file,
+            "watching": watching,
             "hash": loaded.policy.content_hash(),
             "loaded_at": loaded.loaded_at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             "reloads_ok": self.reloads_ok.load(Ordering::Relaxed),
@@ -394,6 +410,29 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// The device's part of the signals. What the device cannot tell keeps the
+/// defaults (a full battery, plenty of memory): a missing sensor must not by
+/// itself move work.
+fn device_signals(s: &mut Signals, d: &device::DeviceState) {
+    s.battery = f64::from(d.battery.unwrap_or(1.0));
+    s.charging = d.charging;
+    s.power_saver = d.power_saver;
+    s.thermal = d.thermal.as_str().to_owned();
+    s.thermal_level = d.thermal as i64;
+    // 0 is "unknown" (no /proc/meminfo, nothing from the host app), not a
+    // device out of memory.
+    if d.mem_available > 0 {
+        s.mem_available_mb = i64::try_from(d.mem_available >> 20).unwrap_or(i64::MAX);
+    }
+}
+
+/// A hint raises the text's privacy score, never lowers it; a NaN score
+/// stays NaN, which the policy reads as 1.0 (`f64::max` would turn it into
+/// the hint, 0 without one: a broken score must fail closed).
+fn raise_privacy(text: f64, hinted: f64) -> f64 {
+    if text.is_nan() { text } else { text.max(hinted) }
+}
+
 fn unknown_model(name: &str) -> ApiError {
     ApiError::not_found(
         format!("the model `{name}` does not exist; GET /v1/models lists the configured ones"),
@@ -410,7 +449,10 @@ pub async fn watch_policy(routing: Arc<Routing>, every: Duration) {
         return;
     };
     let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| Ok((m.modified()?, m.len()))).ok();
-    let mut last = stamp(&path);
+    // The first look always reads the file: an edit made after the policy
+    // in force was read, before this task started, is not lost (a text
+    // already in force is not swapped again).
+    let mut last = None;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -420,5 +462,34 @@ pub async fn watch_policy(routing: Arc<Routing>, every: Duration) {
             last = now;
             let _ = routing.reload();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Signals, device_signals, raise_privacy};
+
+    #[test]
+    fn unknown_memory_keeps_the_default_known_memory_is_used() {
+        let mut s = Signals::default();
+        let default_mb = s.mem_available_mb;
+        device_signals(&mut s, &device::DeviceState::unknown("fake"));
+        assert_eq!(s.mem_available_mb, default_mb);
+        assert_eq!((s.battery, s.thermal.as_str()), (1.0, "nominal"));
+        let known = device::DeviceState {
+            mem_available: 512 << 20,
+            ..device::DeviceState::unknown("fake")
+        };
+        device_signals(&mut s, &known);
+        assert_eq!(s.mem_available_mb, 512);
+    }
+
+    #[test]
+    fn a_hint_raises_privacy_and_a_nan_score_fails_closed() {
+        assert_eq!(raise_privacy(0.2, 1.0), 1.0);
+        assert_eq!(raise_privacy(0.9, 0.5), 0.9);
+        assert_eq!(raise_privacy(0.9, 0.0), 0.9);
+        assert!(raise_privacy(f64::NAN, 0.0).is_nan());
+        assert!(raise_privacy(f64::NAN, 1.0).is_nan());
     }
 }

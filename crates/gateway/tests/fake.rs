@@ -570,6 +570,75 @@ async fn policy_hot_reload_swaps_good_files_and_keeps_the_old_one_on_errors() {
     assert!(err.contains("policy.toml:5:"), "{err}");
 }
 
+#[tokio::test]
+async fn policy_watcher_loads_a_file_created_later_and_an_edit_made_before_it_started() {
+    let local = Fake::new("local-c", true, vec![Step::Text("ok"), Step::Finish]);
+    let tiers = Tiers {
+        tiers: vec![Tier {
+            name: "local-c".into(),
+            backend: local as Arc<dyn Backend>,
+            probe: Arc::new(Up),
+        }],
+    };
+    let policy = |rule: &str| {
+        format!(
+            "version = 1\ndefault_local = \"local-c\"\n[[rule]]\nname = \"{rule}\"\nwhen = \"true\"\ntarget = \"local-c\"\n"
+        )
+    };
+    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
+    let rule = |r: &Routing| {
+        r.explain(&req, &axum::http::HeaderMap::new(), Some(&tiers))["rule"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let wait_for = |routing: Arc<Routing>, want: &'static str| {
+        let rule = &rule;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while rule(&routing) != want {
+                assert!(std::time::Instant::now() < deadline, "{want} was not loaded");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    // No file at start: the stand-in policy is in force until one appears.
+    let path = dir.path().join("later.toml");
+    let routing = Routing::new(
+        &policy("stand-in"),
+        std::path::Path::new("<embedded>"),
+        false,
+        Routing::targets_for(&tiers),
+    )
+    .unwrap()
+    .watching(path.clone());
+    let routing = Arc::new(routing);
+    tokio::spawn(gateway::routing::watch_policy(
+        routing.clone(),
+        Duration::from_millis(20),
+    ));
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(rule(&routing), "stand-in");
+    assert_eq!(routing.status()["file"], Value::Null);
+    std::fs::write(&path, policy("created")).unwrap();
+    wait_for(routing.clone(), "created").await;
+    assert_eq!(routing.status()["file"], path.display().to_string());
+
+    // The file changed between the daemon's read and the watcher's start.
+    let path = dir.path().join("early.toml");
+    std::fs::write(&path, policy("read-at-start")).unwrap();
+    let routing = Arc::new(Routing::new(&policy("read-at-start"), &path, true, Routing::targets_for(&tiers)).unwrap());
+    std::fs::write(&path, policy("edited-early")).unwrap();
+    tokio::spawn(gateway::routing::watch_policy(
+        routing.clone(),
+        Duration::from_millis(20),
+    ));
+    wait_for(routing.clone(), "edited-early").await;
+    assert_eq!(routing.reloads_ok.load(Ordering::Relaxed), 1);
+}
+
 /// A run of the test chat over `backends` in order, started.
 async fn started(backends: &[&Arc<Fake>], cloud_allowed: bool, warm_standby: bool) -> gateway::engine::Run {
     let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
