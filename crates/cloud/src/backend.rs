@@ -542,13 +542,16 @@ impl Tries {
     /// budget is spent.
     async fn open(&mut self) -> Result<Accepted, BackendError> {
         loop {
-            if self.made > self.inner.retries {
-                return Err(self.exhausted());
-            }
             let Some(mut permit) = self.pick() else {
                 return Err(self.exhausted());
             };
             let ep = permit.ep;
+            // `retries` bounds the tries of endpoints already tried; every
+            // endpoint gets its first try whatever the count (failing over
+            // is not retrying). `pick` offers untried endpoints first.
+            if self.made > self.inner.retries && self.failed[ep] > 0 {
+                return Err(self.exhausted());
+            }
             if self.failed[ep] > 0 {
                 tokio::time::sleep(self.backoff(ep)).await;
             }

@@ -33,8 +33,9 @@ pub struct CloudTierConfig {
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
     /// Extra tries per request (so `1 + retries` tries in all), across the
-    /// endpoints, and only before the first content token. Failing over to
-    /// another endpoint uses a try too, so with N endpoints set at least N-1.
+    /// endpoints, and only before the first content token. Each endpoint's
+    /// first try is made whatever the count: with N endpoints, at least N
+    /// tries.
     #[serde(default = "default_retries")]
     pub retries: u32,
     /// Full-jitter exponential backoff before trying an endpoint again:

@@ -309,6 +309,32 @@ async fn connect_failure_fails_over_to_the_next_endpoint() {
 }
 
 #[tokio::test]
+async fn every_endpoint_gets_a_try_whatever_the_retries() {
+    let dead = [dead_url().await, dead_url().await, dead_url().await];
+    let server = Server::start(|_| hello()).await;
+    let mut cfg = tier(&[&dead[0], &dead[1], &dead[2], &server.url]);
+    cfg.retries = 0;
+    let b = backend(&cfg);
+    assert_eq!(collect(open(&b, hi()).await.unwrap()).await, hello_events());
+    assert_eq!(server.count(), 1);
+    let h = b.health();
+    for ep in &h.endpoints[..3] {
+        assert_eq!(ep.errors.get("connect"), Some(&1), "{}", ep.url);
+    }
+
+    // `retries` still bounds the tries in all once every endpoint had one.
+    for (retries, tries) in [(0, 2), (2, 3)] {
+        let a = Server::start(|_| vec![Step::Status(502, vec![], json!({}))]).await;
+        let b = Server::start(|_| vec![Step::Status(502, vec![], json!({}))]).await;
+        let mut cfg = tier(&[&a.url, &b.url]);
+        cfg.retries = retries;
+        let err = open(&backend(&cfg), hi()).await.err().unwrap();
+        assert_eq!(err.upstream_status, Some(502));
+        assert_eq!((a.count() + b.count(), b.count()), (tries, 1), "retries = {retries}");
+    }
+}
+
+#[tokio::test]
 async fn priority_decides_the_order() {
     let first = Server::start(|_| hello()).await;
     let second = Server::start(|_| hello()).await;

@@ -121,9 +121,10 @@ async fn prompts_reach_the_logs_only_when_the_operator_allows() {
         stream_body["stream"] = true.into();
         let text = chat(&d.addr, stream_body).await.text().await.unwrap();
         assert!(text.ends_with("data: [DONE]\n\n"));
-        assert!(terminate(&mut d).success());
+        let status = terminate(&mut d);
         std::thread::sleep(Duration::from_millis(200));
         let logs = d.stderr.lock().unwrap().clone();
+        assert!(status.success(), "{status:?}; logs:\n{logs}");
         assert!(logs.contains("request done"), "the run logged its requests: {logs}");
         assert_eq!(logs.contains(secret), want, "log_content={want}; logs:\n{logs}");
     }
