@@ -102,6 +102,13 @@ pub enum Event {
     /// The model's token log-probabilities for the last text, passed through
     /// from a cloud chunk unchanged.
     Logprobs(Value),
+    /// Text of the answer outside `content`, under the `delta` key the cloud
+    /// used: `refusal`, or a reasoning model's `reasoning_content` /
+    /// `reasoning`. Passed on under the same key.
+    Aside {
+        key: String,
+        text: String,
+    },
     Finish(FinishReason),
     Usage(Usage),
 }
@@ -118,7 +125,7 @@ impl Event {
     /// content event, a failing backend can be replaced invisibly.
     pub fn is_content(&self) -> bool {
         match self {
-            Event::Text { text, .. } => !text.is_empty(),
+            Event::Text { text, .. } | Event::Aside { text, .. } => !text.is_empty(),
             Event::ToolCall { .. } => true,
             Event::Logprobs(_) | Event::Finish(_) | Event::Usage(_) => false,
         }

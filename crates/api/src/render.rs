@@ -147,6 +147,8 @@ impl Renderer {
                 Some(self.chunk(json!({"tool_calls": [Value::Object(call)]}), None, None))
             }
             Event::Logprobs(lp) => Some(self.chunk(json!({}), None, Some(("logprobs", lp.clone())))),
+            Event::Aside { text, .. } if text.is_empty() => None,
+            Event::Aside { key, text } => Some(self.chunk(json!({ key: text }), None, None)),
             Event::Finish(reason) => {
                 let tail = [b"},\"finish_reason\":\"", reason.as_str().as_bytes(), b"\"}]}\n\n"].concat();
                 Some(self.fast_chunk(1, |o| o.push(b'{'), &tail))
@@ -207,6 +209,8 @@ pub fn sse_data(v: &Value) -> Vec<u8> {
 #[derive(Debug, Default)]
 pub struct Aggregate {
     pub text: String,
+    /// `Aside` texts by key, in order of first appearance.
+    pub asides: Vec<(String, String)>,
     pub tool_calls: Vec<(Option<String>, Option<String>, String)>,
     pub finish: Option<FinishReason>,
     pub usage: Usage,
@@ -237,6 +241,10 @@ impl Aggregate {
                 slot.2.push_str(&arguments);
             }
             Event::Logprobs(_) => {}
+            Event::Aside { key, text } => match self.asides.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, t)) => t.push_str(&text),
+                None => self.asides.push((key, text)),
+            },
             Event::Finish(f) => self.finish = Some(f),
             Event::Usage(u) => {
                 self.usage.add(u);
@@ -247,6 +255,11 @@ impl Aggregate {
 
     pub fn into_completion(self, r: &Renderer, tandem: &TandemInfo) -> Value {
         let mut message = json!({"role": "assistant", "content": self.text});
+        if let Some(obj) = message.as_object_mut() {
+            for (key, text) in self.asides {
+                obj.entry(key).or_insert(Value::String(text));
+            }
+        }
         if !self.tool_calls.is_empty()
             && let Some(obj) = message.as_object_mut()
         {
@@ -276,6 +289,34 @@ impl Aggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn asides_keep_their_key_in_chunks_and_in_the_completion() {
+        let aside = |key: &str, text: &str| Event::Aside {
+            key: key.into(),
+            text: text.into(),
+        };
+        let mut r = Renderer::new("chatcmpl-1".into(), 42, "auto".into());
+        let c = r.event_chunk(&aside("reasoning_content", "Think")).unwrap();
+        let v: Value = serde_json::from_slice(c.strip_prefix(b"data: ").unwrap().trim_ascii()).unwrap();
+        assert_eq!(v["choices"][0]["delta"], json!({"reasoning_content": "Think"}));
+        assert!(r.event_chunk(&aside("refusal", "")).is_none());
+
+        let mut agg = Aggregate::default();
+        for ev in [
+            aside("reasoning_content", "Think"),
+            aside("reasoning_content", " more."),
+            Event::text("Answer"),
+            aside("refusal", "no"),
+        ] {
+            agg.push(ev);
+        }
+        let done = agg.into_completion(&r, &TandemInfo::default());
+        let msg = &done["choices"][0]["message"];
+        assert_eq!(msg["content"], "Answer");
+        assert_eq!(msg["reasoning_content"], "Think more.");
+        assert_eq!(msg["refusal"], "no");
+    }
 
     #[test]
     fn chunks_share_id_and_created() {

@@ -48,6 +48,14 @@ struct Delta {
     #[serde(default)]
     content: Option<String>,
     #[serde(default)]
+    refusal: Option<String>,
+    /// vLLM, SGLang, DeepSeek.
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    /// OpenRouter, Ollama.
+    #[serde(default)]
+    reasoning: Option<String>,
+    #[serde(default)]
     tool_calls: Option<Vec<ToolCallWire>>,
 }
 
@@ -105,6 +113,15 @@ pub(crate) fn parse(ev: &SseEvent, out: &mut Vec<Event>) -> Result<bool, ChunkEr
     }
     for choice in chunk.choices.unwrap_or_default().into_iter().filter(|c| c.index == 0) {
         if let Some(delta) = choice.delta {
+            for (key, text) in [
+                ("reasoning_content", delta.reasoning_content),
+                ("reasoning", delta.reasoning),
+                ("refusal", delta.refusal),
+            ] {
+                if let Some(text) = text.filter(|t| !t.is_empty()) {
+                    out.push(Event::Aside { key: key.into(), text });
+                }
+            }
             if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                 out.push(Event::text(text));
             }
@@ -205,6 +222,24 @@ mod tests {
             run(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#).unwrap();
         assert_eq!(ev, [Event::Usage(Usage::new(3, 4))]);
         assert_eq!(run(" [DONE] ").unwrap(), (vec![], true));
+    }
+
+    #[test]
+    fn refusals_and_reasoning_are_text_too() {
+        let aside = |key: &str, text: &str| Event::Aside {
+            key: key.into(),
+            text: text.into(),
+        };
+        let (ev, _) = run(r#"{"choices":[{"index":0,"delta":{"refusal":"I can't help"}}]}"#).unwrap();
+        assert_eq!(ev, [aside("refusal", "I can't help")]);
+        assert!(ev[0].is_content());
+        let (ev, _) =
+            run(r#"{"choices":[{"index":0,"delta":{"reasoning_content":"Think.","content":null}}]}"#).unwrap();
+        assert_eq!(ev, [aside("reasoning_content", "Think.")]);
+        let (ev, _) = run(r#"{"choices":[{"index":0,"delta":{"reasoning":"Hm","content":"A"}}]}"#).unwrap();
+        assert_eq!(ev, [aside("reasoning", "Hm"), Event::text("A")]);
+        let (ev, _) = run(r#"{"choices":[{"index":0,"delta":{"refusal":null,"reasoning_content":""}}]}"#).unwrap();
+        assert!(ev.is_empty());
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct EventRestorer {
     text: Restorer,
     /// The tool call whose arguments are streaming, with its restorer.
     call: Option<(u32, JsonRestorer)>,
+    /// A restorer per `Aside` key (refusal, reasoning), each its own text.
+    asides: Vec<(String, Restorer)>,
 }
 
 impl EventRestorer {
@@ -27,6 +29,7 @@ impl EventRestorer {
             map: map.clone(),
             text: Restorer::new(map),
             call: None,
+            asides: Vec::new(),
         }
     }
 
@@ -63,9 +66,23 @@ impl EventRestorer {
                 }
             }
             Event::Logprobs(v) => out.push(Event::Logprobs(v)),
+            Event::Aside { key, text } => {
+                let i = match self.asides.iter().position(|(k, _)| *k == key) {
+                    Some(i) => i,
+                    None => {
+                        self.asides.push((key.clone(), Restorer::new(&self.map)));
+                        self.asides.len() - 1
+                    }
+                };
+                let text = self.asides[i].1.push(&text);
+                if !text.is_empty() {
+                    out.push(Event::Aside { key, text });
+                }
+            }
             e @ (Event::Finish(_) | Event::Usage(_)) => {
                 self.flush_text(&mut out);
                 self.flush_call(&mut out);
+                self.flush_asides(&mut out);
                 out.push(e);
             }
         }
@@ -77,6 +94,7 @@ impl EventRestorer {
         let mut out = Vec::new();
         self.flush_text(&mut out);
         self.flush_call(&mut out);
+        self.flush_asides(&mut out);
         out
     }
 
@@ -84,6 +102,15 @@ impl EventRestorer {
         let text = self.text.finish();
         if !text.is_empty() {
             out.push(Event::text(text));
+        }
+    }
+
+    fn flush_asides(&mut self, out: &mut Vec<Event>) {
+        for (key, r) in &mut self.asides {
+            let text = r.finish();
+            if !text.is_empty() {
+                out.push(Event::Aside { key: key.clone(), text });
+            }
         }
     }
 

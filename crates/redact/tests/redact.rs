@@ -482,6 +482,51 @@ fn non_stream_completion_is_restored_in_place() {
 }
 
 #[test]
+fn refusals_and_reasoning_are_restored_as_they_stream() {
+    let map = json_fixture();
+    let aside = |key: &str, text: &str| Event::Aside {
+        key: key.into(),
+        text: text.into(),
+    };
+    let mut r = EventRestorer::new(&map);
+    let mut out = Vec::new();
+    for ev in [
+        aside("reasoning_content", "Mail [EMA"),
+        Event::text("Hi [PERS"),
+        aside("reasoning_content", "IL_1] now"),
+        Event::text("ON_1]"),
+        aside("refusal", "not [person_1"),
+        Event::Finish(FinishReason::Stop),
+    ] {
+        out.extend(r.push(ev));
+    }
+    out.extend(r.finish());
+    let joined = |want: &str| -> String {
+        out.iter()
+            .filter_map(|e| match e {
+                Event::Aside { key, text } if key == want => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(joined("reasoning_content"), "Mail a@b.io now");
+    assert_eq!(
+        joined("refusal"),
+        "not [person_1",
+        "not a placeholder: passed on as it came"
+    );
+    let text: String = out
+        .iter()
+        .filter_map(|e| match e {
+            Event::Text { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text, "Hi Ann");
+    assert!(matches!(out.last(), Some(Event::Finish(_))), "{out:?}");
+}
+
+#[test]
 fn no_flagged_value_leaves_in_any_field_of_the_request() {
     let req = ChatRequest::from_slice(
         json!({
