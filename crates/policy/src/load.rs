@@ -304,7 +304,7 @@ fn compile(
 /// Returns the condition's value when it reads no signal.
 fn trial(env: &Arc<Env>, program: &Program, constant: bool) -> Result<Option<bool>, String> {
     let mut last = None;
-    for sample in [Signals::default(), busy_sample()] {
+    for sample in trial_samples() {
         let resolver = SignalResolver::new(&sample);
         let mut ctx = Context::with_env(Arc::clone(env));
         ctx.set_variable_resolver(&resolver);
@@ -332,6 +332,41 @@ fn depends_on_values(e: &ExecutionError) -> bool {
 
 /// The opposite corner from `Signals::default()`, so the trial also walks
 /// the other side of `&&` / `||` / `?:`.
+/// Signals that drive `&&`, `||` and `?:` down each of their branches in
+/// some sample, so a bad operand behind a short circuit is reached
+/// (`local_ready && !cloud_up && thermal >= 2`): the default and a busy
+/// device, then every combination of the boolean signals with the numbers
+/// all at their lowest and all at their highest.
+fn trial_samples() -> Vec<Signals> {
+    let mut out = vec![Signals::default(), busy_sample()];
+    for high in [false, true] {
+        let (f, i) = if high { (1e9, 1_000_000_000) } else { (0.0, 0) };
+        let unit = if high { 1.0 } else { 0.0 };
+        for bits in 0u8..32 {
+            let bit = |n: u8| bits & (1 << n) != 0;
+            out.push(Signals {
+                complexity: unit,
+                privacy: unit,
+                battery: unit,
+                cloud_rtt_ms: f,
+                local_queue: i,
+                local_tps: f,
+                mem_available_mb: i,
+                est_prompt_tokens: i,
+                max_tokens: i,
+                thermal_level: if high { 3 } else { 0 },
+                charging: bit(0),
+                power_saver: bit(1),
+                cloud_up: bit(2),
+                local_ready: bit(3),
+                has_tools: bit(4),
+                ..busy_sample()
+            });
+        }
+    }
+    out
+}
+
 fn busy_sample() -> Signals {
     Signals {
         complexity: 0.9,
