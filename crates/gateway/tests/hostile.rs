@@ -631,6 +631,23 @@ fn cases() -> Vec<Case> {
         post(&chat("hi"), "").replace_prefix(b"POST", b"PUT"),
         405,
     );
+    for path in ["/v1/models", "/healthz", "/readyz"] {
+        error(
+            &format!("DELETE on {path}"),
+            get(path, "127.0.0.1").replace_prefix(b"GET", b"DELETE"),
+            405,
+        );
+    }
+    error(
+        "HTTP/1.1 without Host",
+        b"GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(),
+        400,
+    );
+    error(
+        "HTTP/1.1 without Host, absolute URI",
+        b"GET http://127.0.0.1/v1/models HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(),
+        400,
+    );
 
     // Unusual but valid: these reach a backend.
     let answer = |v: &mut Vec<Case>, name: &str, req: Vec<u8>| v.push(case(name, Send::All(req), Answer));
