@@ -146,6 +146,9 @@ struct LoadInfo {
 
 struct SlotState {
     busy: bool,
+    /// Its job is a warm-standby prefill, which gives way to any request
+    /// that waits: the slot is as good as free for admission.
+    prefilling: bool,
     /// A job handed to this slot by `stream()`, not yet picked up.
     assigned: Option<Arc<Job>>,
     /// What the slot's KV cache holds, as conversation text (see
@@ -372,6 +375,16 @@ impl LocalBackend {
                 "`logit_bias` is not supported by the local model",
             ));
         }
+        // Asked-for log-probabilities would be missing from the answer
+        // without a word; a cloud that has them may answer instead.
+        let wants_logprobs = req.extra.get("logprobs").is_some_and(|v| v.as_bool() == Some(true))
+            || req.extra.get("top_logprobs").is_some_and(|v| !v.is_null());
+        if wants_logprobs {
+            return Err(BackendError::unsupported(
+                name,
+                "`logprobs` / `top_logprobs` are not supported by the local model",
+            ));
+        }
         if let Some(i) = req.messages.iter().position(|m| m.has_non_text_parts()) {
             return Err(BackendError::unsupported(
                 name,
@@ -422,10 +435,20 @@ impl LocalBackend {
             } else {
                 None
             };
+            // Slots a waiting request will get without waiting behind real
+            // work: those only warming a prefill (it gives way), or all of
+            // them while the model loads. So `queue_len = 0` still admits
+            // the request that loads the model, and a handover to a slot
+            // that was warming for it.
+            let yielding = if s.load == LoadState::Loaded {
+                s.slots.iter().filter(|sl| sl.prefilling).count()
+            } else {
+                sh.tier.parallel_slots
+            };
             if let Some(i) = free {
                 s.slots[i].busy = true;
                 s.slots[i].assigned = Some(job.clone());
-            } else if s.queue.len() >= sh.tier.queue_len {
+            } else if s.queue.len() >= sh.tier.queue_len + yielding {
                 return Err(BackendError::upstream(
                     name,
                     BackendErrorKind::Overloaded,
@@ -514,6 +537,7 @@ impl Backend for LocalBackend {
             let (prepared, stop) = Prepared::new();
             let job = Job::new(sh, req, key, tx, Some(stop));
             s.slots[i].busy = true;
+            s.slots[i].prefilling = true;
             s.slots[i].assigned = Some(job);
             sh.counters.prefills.fetch_add(1, Ordering::Relaxed);
             prepared
@@ -598,6 +622,7 @@ fn remove_queued(sh: &Shared, id: u64) {
             // The worker will find the job abandoned and go idle again.
             sl.assigned = None;
             sl.busy = false;
+            sl.prefilling = false;
         }
     }
     drop(s);
@@ -711,6 +736,7 @@ fn serve_once(sh: &Arc<Shared>, reply: &mut Option<StartupReply>) -> Result<(), 
         s.slots = (0..contexts.len())
             .map(|_| SlotState {
                 busy: false,
+                prefilling: false,
                 assigned: None,
                 key: String::new(),
                 last_used: None,
@@ -788,15 +814,18 @@ fn worker(sh: &Shared, i: usize, mut slot: Slot<'_>) {
                 }
                 if let Some(j) = s.slots[i].assigned.take() {
                     s.slots[i].busy = true;
+                    s.slots[i].prefilling = j.prefill.is_some();
                     break j;
                 }
                 if let Some(j) = s.queue.pop_front() {
                     s.slots[i].busy = true;
+                    s.slots[i].prefilling = false;
                     break j;
                 }
                 if s.slots[i].busy {
                     // The engine thread starts its idle timer on this.
                     s.slots[i].busy = false;
+                    s.slots[i].prefilling = false;
                     sh.changed.notify_all();
                 }
                 s = sh.changed.wait(s).unwrap_or_else(|p| p.into_inner());
@@ -860,6 +889,7 @@ mod tests {
     fn slot(key: &str, used_secs_ago: Option<u64>, busy: bool) -> SlotState {
         SlotState {
             busy,
+            prefilling: false,
             assigned: None,
             key: key.into(),
             last_used: used_secs_ago.map(|s| Instant::now() - Duration::from_secs(s)),

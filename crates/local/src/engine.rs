@@ -533,9 +533,13 @@ impl<'m> Slot<'m> {
             gen_time += t_tok.elapsed();
         };
         // No stop string came: release what was held back. An unfinished
-        // UTF-8 character at the very end never became text and is dropped.
+        // UTF-8 character at the very end (the budget ran out inside it)
+        // becomes U+FFFD, as a lossy decoder writes it: the app sees that a
+        // character was cut rather than losing it without a trace.
         let mut tail = stopper.push(&utf8.push(&[])).text;
-        utf8.finish();
+        if utf8.finish() > 0 {
+            tail.push_str(&stopper.push("\u{FFFD}").text);
+        }
         tail.push_str(&stopper.finish());
         if !tail.is_empty() {
             out.answer.push_str(&tail);

@@ -149,6 +149,8 @@ async fn unsupported_parameters_are_refused_before_queueing() {
     let cases = [
         json!({"n": 2}),
         json!({"logit_bias": {"42": 10}}),
+        json!({"logprobs": true}),
+        json!({"logprobs": true, "top_logprobs": 3}),
         json!({"tools": [{"type": "function", "function": {"name": "f"}}]}),
         json!({"response_format": {"type": "json_object"}}),
         json!({"messages": [{"role": "user", "content": [{"type": "text", "text": "what is this"},
@@ -163,8 +165,8 @@ async fn unsupported_parameters_are_refused_before_queueing() {
         assert_eq!(err.fault, Fault::Downstream);
         assert_eq!(api::ApiError::from(err).status, 400);
     }
-    // An empty logit_bias asks for nothing.
-    let a = run(&b, greedy(2, json!({"logit_bias": {}}))).await;
+    // An empty logit_bias, or logprobs: false, asks for nothing.
+    let a = run(&b, greedy(2, json!({"logit_bias": {}, "logprobs": false}))).await;
     assert!(a.error.is_none());
 }
 

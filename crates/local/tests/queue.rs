@@ -104,3 +104,37 @@ async fn dropping_the_backend_ends_running_and_waiting_requests() {
     let e = last.expect("an item").expect_err("an error");
     assert_eq!(e.kind, BackendErrorKind::Unavailable);
 }
+
+/// `queue_len = 0` refuses a request only when it would wait behind real
+/// work: the request that loads an on-demand model is admitted, and so is
+/// one for a slot that is only warming a prefill (it gives way).
+#[tokio::test]
+async fn no_queue_still_admits_the_loading_request_and_preempts_a_prefill() {
+    let cfg = LocalTierConfig {
+        queue_len: 0,
+        load: local::LoadMode::OnDemand,
+        ..tier("q0")
+    };
+    let b = LocalBackend::new(&cfg).unwrap();
+    let a = collect(b.stream(greedy(2, json!({}))).await.expect("admitted while loading")).await;
+    assert!(a.error.is_none(), "{:?}", a.error);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while b.status().busy > 0 {
+        assert!(std::time::Instant::now() < deadline, "the slot never became idle");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let question = "Explain, step by step, how a refrigerator moves heat from inside to outside. ".repeat(40);
+    let conv = json!({"messages": [{"role": "user", "content": question}]});
+    let warm = b.prepare(greedy(2, conv.clone()));
+    assert!(warm.is_some(), "the idle slot took the prefill");
+    let handover = b.stream(greedy(2, conv)).await.expect("a prefill gives way");
+    let a = collect(handover).await;
+    assert!(a.error.is_none(), "{:?}", a.error);
+    // With the slot doing real work, the next one is refused.
+    let mut busy = b.stream(long()).await.unwrap();
+    first_text(&mut busy).await;
+    let refused = b.stream(greedy(2, json!({}))).await.err().expect("no queue");
+    assert_eq!(refused.kind, BackendErrorKind::Overloaded);
+    drop(warm);
+}

@@ -101,6 +101,22 @@ async fn characters_built_from_byte_tokens_are_never_split() {
     assert_eq!(a.pieces.len() as u32, a.usage.unwrap().completion_tokens);
     assert!(a.pieces.iter().filter(|p| p.is_empty()).count() >= 3, "{:?}", a.pieces);
     assert!(a.pieces.iter().any(|p| p == "𠜎"), "{:?}", a.pieces);
+
+    // The budget ends inside a character: it shows as U+FFFD, not nothing.
+    let k = a.pieces.iter().position(|p| p.is_empty()).unwrap();
+    let cut = run(
+        &b,
+        greedy(k as u32 + 1, json!({"messages": [{"role": "user", "content": rare}]})),
+    )
+    .await;
+    assert!(cut.text.ends_with('\u{FFFD}'), "{:?}", cut.text);
+    assert!(
+        a.text.starts_with(cut.text.trim_end_matches('\u{FFFD}')),
+        "{:?} / {:?}",
+        cut.text,
+        a.text
+    );
+    assert_eq!(cut.finish, Some(api::FinishReason::Length));
 }
 
 /// Warm standby: `prepare` evaluates a prompt on an idle slot, so the

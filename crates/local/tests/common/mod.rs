@@ -77,7 +77,13 @@ pub async fn collect(mut s: EventStream) -> Answer {
         match item {
             Ok(Event::Text { text, stats }) => {
                 assert!(a.usage.is_none(), "text after usage");
-                assert!(!text.contains('\u{FFFD}'), "replacement character in {text:?}");
+                // Characters are never split; only one cut by the token
+                // budget shows, as U+FFFD at the very end of the answer.
+                assert!(!a.text.ends_with('\u{FFFD}'), "text after a cut character: {text:?}");
+                assert!(
+                    !text.trim_end_matches('\u{FFFD}').contains('\u{FFFD}') && text.matches('\u{FFFD}').count() <= 1,
+                    "replacement character in {text:?}"
+                );
                 a.text.push_str(&text);
                 a.pieces.push(text);
                 a.stats.push(stats);
