@@ -751,7 +751,7 @@ fn serve_once(sh: &Arc<Shared>, reply: &mut Option<StartupReply>) -> Result<(), 
     sh.changed.notify_all();
     std::thread::scope(|scope| {
         for (i, ctx) in contexts.into_iter().enumerate() {
-            let slot = Slot::new(ctx, model, &loaded.template);
+            let slot = Slot::new(ctx, &loaded);
             let spawned = std::thread::Builder::new()
                 .name(format!("local-{}-slot{i}", tier.name))
                 .spawn_scoped(scope, move || worker(sh, i, slot));

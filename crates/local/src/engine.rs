@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{LocalTier, TemplateChoice};
 use crate::error::LocalError;
+use crate::markers::ControlText;
 use crate::memory::{self, Estimate};
 use crate::text::{StopMatcher, Utf8Decoder};
 
@@ -84,6 +85,8 @@ pub(crate) fn inspect(tier: &LocalTier) -> Result<(u64, memory::ModelMeta), Loca
 pub(crate) struct Loaded {
     pub model: LlamaModel,
     pub template: LlamaChatTemplate,
+    /// The vocabulary's control-token texts, defused in message bodies.
+    pub markers: ControlText,
     pub estimate: Estimate,
     pub load_ms: u64,
     pub rss_before: Option<u64>,
@@ -152,9 +155,19 @@ pub(crate) fn load(tier: &LocalTier, meminfo: &Path) -> Result<Loaded, LocalErro
             tier: tier.name.clone(),
             reason: format!("llama.cpp does not know chat_template `{}` ({e})", template_name(tier)),
         })?;
+    let markers = {
+        let vocab = model.vocab();
+        ControlText::new(
+            vocab
+                .tokens()
+                .filter(|&t| vocab.is_control(t))
+                .filter_map(|t| vocab.text(t).and_then(|c| c.to_str().ok()).map(str::to_owned)),
+        )
+    };
     Ok(Loaded {
         model,
         template,
+        markers,
         estimate,
         load_ms,
         rss_before,
@@ -317,6 +330,7 @@ pub(crate) struct Slot<'m> {
     pub ctx: LlamaContext<'m>,
     pub model: &'m LlamaModel,
     pub template: &'m LlamaChatTemplate,
+    pub markers: &'m ControlText,
     pub cached: Vec<LlamaToken>,
     batch: LlamaBatch<'static>,
     n_batch: usize,
@@ -346,12 +360,13 @@ enum Abort {
 }
 
 impl<'m> Slot<'m> {
-    pub fn new(ctx: LlamaContext<'m>, model: &'m LlamaModel, template: &'m LlamaChatTemplate) -> Self {
+    pub fn new(ctx: LlamaContext<'m>, loaded: &'m Loaded) -> Self {
         let n_batch = (ctx.n_batch() as usize).max(1);
         Slot {
             ctx,
-            model,
-            template,
+            model: &loaded.model,
+            template: &loaded.template,
+            markers: &loaded.markers,
             cached: Vec::new(),
             batch: LlamaBatch::new(n_batch, 1),
             n_batch,
@@ -395,7 +410,7 @@ impl<'m> Slot<'m> {
         let name = tier.name.as_str();
         let prefill = mode.prefill;
         let gone = || (mode.shutdown)() || prefill.map_or_else(|| tx.is_closed(), |preempted| preempted());
-        let prompt_text = render(self.model, self.template, tier, job)?;
+        let prompt_text = render(self.model, self.template, self.markers, tier, job)?;
         let prompt = self.tokenize_prompt(name, &prompt_text)?;
         let n_ctx = self.ctx.n_ctx() as usize;
         if prompt.is_empty() {
@@ -607,7 +622,13 @@ const MAX_BYTES_PER_TOKEN: usize = 256;
 /// Renders the conversation with the chat template, ready for the answer:
 /// the assistant turn is opened, and a partial answer (handover) is
 /// appended unclosed so the model continues it.
-fn render(model: &LlamaModel, template: &LlamaChatTemplate, tier: &LocalTier, job: &Generate) -> Result<String, Abort> {
+fn render(
+    model: &LlamaModel,
+    template: &LlamaChatTemplate,
+    markers: &ControlText,
+    tier: &LocalTier,
+    job: &Generate,
+) -> Result<String, Abort> {
     let name = tier.name.as_str();
     let req = &job.request;
     let bad = |m: String| Abort::Failed(BackendError::unsupported(name, m));
@@ -638,7 +659,8 @@ fn render(model: &LlamaModel, template: &LlamaChatTemplate, tier: &LocalTier, jo
             Role::Assistant => "assistant",
             Role::Tool | Role::Function => "tool",
         };
-        let msg = LlamaChatMessage::new(role.into(), m.text().into_owned())
+        // Turn markers come from the template only, never from a message.
+        let msg = LlamaChatMessage::new(role.into(), markers.defuse(&m.text()).into_owned())
             .map_err(|_| bad(format!("messages[{i}] contains a NUL character")))?;
         chat.push(msg);
     }
@@ -646,7 +668,7 @@ fn render(model: &LlamaModel, template: &LlamaChatTemplate, tier: &LocalTier, jo
         .apply_chat_template(template, &chat, true)
         .map_err(|e| bad(format!("the chat template could not render this conversation: {e}")))?;
     if let Some(partial) = &job.continue_from {
-        text.push_str(partial);
+        text.push_str(&markers.defuse(partial));
     }
     Ok(text)
 }

@@ -23,6 +23,7 @@ mod backend;
 mod config;
 mod engine;
 mod error;
+mod markers;
 mod memory;
 pub mod text;
 
