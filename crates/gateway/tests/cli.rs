@@ -9,13 +9,19 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-fn shipped_config() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/tandem.toml")
+/// A file of the repository's `config/`.
+fn shipped(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../config")
+        .join(name)
 }
 
+/// `tandem ARGS --config config/tandem.toml`, fed `stdin`.
 fn tandem(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
         .args(args)
+        .arg("--config")
+        .arg(shipped("tandem.toml"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -44,8 +50,7 @@ fn score_answers_every_line_with_character_offsets_and_survives_bad_lines() {
         r#"{"id": 4, "messages": [{"role": "user", "content": "Convert 5 km to miles."}], "set": "everyday"}"#.into(),
     ]
     .join("\n");
-    let config = shipped_config();
-    let out = tandem(&["score", "--config", config.to_str().unwrap()], &input);
+    let out = tandem(&["score"], &input);
     let lines = json_lines(&out.stdout);
     assert_eq!(lines.len(), 4, "one line out per non-empty line in: {lines:?}");
 
@@ -87,27 +92,14 @@ fn score_answers_every_line_with_character_offsets_and_survives_bad_lines() {
     assert!(stderr.contains("2 of 4 lines"), "{stderr}");
 
     // All lines good: exit 0.
-    let out = tandem(
-        &["score", "--config", config.to_str().unwrap()],
-        r#"{"id": 9, "prompt": "Hello!"}"#,
-    );
+    let out = tandem(&["score"], r#"{"id": 9, "prompt": "Hello!"}"#);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json_lines(&out.stdout)[0]["id"], 9);
 }
 
 #[test]
 fn route_explains_the_decision_without_the_values() {
-    let config = shipped_config();
-    let out = tandem(
-        &[
-            "route",
-            "--config",
-            config.to_str().unwrap(),
-            "--explain",
-            "My card is 4111 1111 1111 1111",
-        ],
-        "",
-    );
+    let out = tandem(&["route", "--explain", "My card is 4111 1111 1111 1111"], "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["route"], "local");
@@ -119,25 +111,15 @@ fn route_explains_the_decision_without_the_values() {
         "never the values"
     );
 
-    let out = tandem(&["route", "--config", config.to_str().unwrap(), "Hello there"], "");
+    let out = tandem(&["route", "Hello there"], "");
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("local (rule "));
 }
 
 #[test]
 fn policy_check_accepts_the_shipped_policy_and_refuses_a_bad_one_with_its_line() {
-    let config = shipped_config();
-    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config/policy.toml");
-    let out = tandem(
-        &[
-            "policy",
-            "check",
-            shipped.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        "",
-    );
+    let policy = shipped("policy.toml");
+    let out = tandem(&["policy", "check", policy.to_str().unwrap()], "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok ("));
 
@@ -148,16 +130,7 @@ fn policy_check_accepts_the_shipped_policy_and_refuses_a_bad_one_with_its_line()
         "version = 1\n\n[[rule]]\nname = \"r\"\ntarget = \"no-such-tier\"\nwhen = \"true\"\n",
     )
     .unwrap();
-    let out = tandem(
-        &[
-            "policy",
-            "check",
-            bad.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        "",
-    );
+    let out = tandem(&["policy", "check", bad.to_str().unwrap()], "");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.toml:5"), "file:line of the bad target: {stderr}");

@@ -518,41 +518,51 @@ async fn metrics_move_with_requests() {
     }
 }
 
-#[tokio::test]
-async fn policy_hot_reload_swaps_good_files_and_keeps_the_old_one_on_errors() {
+/// One local tier, `local-c`, for the policy reload tests.
+fn one_local_tier() -> Tiers {
     let local = Fake::new("local-c", true, vec![Step::Text("ok"), Step::Finish]);
-    let tiers = Tiers {
+    Tiers {
         tiers: vec![Tier {
             name: "local-c".into(),
             backend: local as Arc<dyn Backend>,
             probe: Arc::new(Up),
         }],
-    };
+    }
+}
+
+/// A policy whose one rule, named `rule`, sends everything to `local-c`.
+fn one_rule_policy(rule: &str) -> String {
+    format!(
+        "version = 1\ndefault_local = \"local-c\"\n[[rule]]\nname = \"{rule}\"\nwhen = \"true\"\ntarget = \"local-c\"\n"
+    )
+}
+
+/// The rule `r` picks for the test chat.
+fn rule_for_chat(r: &Routing, tiers: &Tiers) -> String {
+    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
+    r.explain(&req, &axum::http::HeaderMap::new(), Some(tiers))["rule"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn policy_hot_reload_swaps_good_files_and_keeps_the_old_one_on_errors() {
+    let tiers = one_local_tier();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("policy.toml");
-    let policy = |rule: &str| {
-        format!(
-            "version = 1\ndefault_local = \"local-c\"\n[[rule]]\nname = \"{rule}\"\nwhen = \"true\"\ntarget = \"local-c\"\n"
-        )
-    };
-    std::fs::write(&path, policy("first")).unwrap();
-    let routing = Arc::new(Routing::new(&policy("first"), &path, true, Routing::targets_for(&tiers)).unwrap());
+    std::fs::write(&path, one_rule_policy("first")).unwrap();
+    let routing = Arc::new(Routing::new(&one_rule_policy("first"), &path, true, Routing::targets_for(&tiers)).unwrap());
     tokio::spawn(gateway::routing::watch_policy(
         routing.clone(),
         Duration::from_millis(20),
     ));
-    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
-    let rule = |r: &Routing| {
-        r.explain(&req, &axum::http::HeaderMap::new(), Some(&tiers))["rule"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let rule = |r: &Routing| rule_for_chat(r, &tiers);
     assert_eq!(rule(&routing), "first");
 
     // A good edit takes effect without a restart.
     tokio::time::sleep(Duration::from_millis(30)).await;
-    std::fs::write(&path, policy("second-edit")).unwrap();
+    std::fs::write(&path, one_rule_policy("second-edit")).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while rule(&routing) != "second-edit" {
         assert!(std::time::Instant::now() < deadline, "the edit was not picked up");
@@ -572,26 +582,8 @@ async fn policy_hot_reload_swaps_good_files_and_keeps_the_old_one_on_errors() {
 
 #[tokio::test]
 async fn policy_watcher_loads_a_file_created_later_and_an_edit_made_before_it_started() {
-    let local = Fake::new("local-c", true, vec![Step::Text("ok"), Step::Finish]);
-    let tiers = Tiers {
-        tiers: vec![Tier {
-            name: "local-c".into(),
-            backend: local as Arc<dyn Backend>,
-            probe: Arc::new(Up),
-        }],
-    };
-    let policy = |rule: &str| {
-        format!(
-            "version = 1\ndefault_local = \"local-c\"\n[[rule]]\nname = \"{rule}\"\nwhen = \"true\"\ntarget = \"local-c\"\n"
-        )
-    };
-    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
-    let rule = |r: &Routing| {
-        r.explain(&req, &axum::http::HeaderMap::new(), Some(&tiers))["rule"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let tiers = one_local_tier();
+    let rule = |r: &Routing| rule_for_chat(r, &tiers);
     let wait_for = |routing: Arc<Routing>, want: &'static str| {
         let rule = &rule;
         async move {
@@ -607,7 +599,7 @@ async fn policy_watcher_loads_a_file_created_later_and_an_edit_made_before_it_st
     // No file at start: the stand-in policy is in force until one appears.
     let path = dir.path().join("later.toml");
     let routing = Routing::new(
-        &policy("stand-in"),
+        &one_rule_policy("stand-in"),
         std::path::Path::new("<embedded>"),
         false,
         Routing::targets_for(&tiers),
@@ -622,15 +614,23 @@ async fn policy_watcher_loads_a_file_created_later_and_an_edit_made_before_it_st
     tokio::time::sleep(Duration::from_millis(60)).await;
     assert_eq!(rule(&routing), "stand-in");
     assert_eq!(routing.status()["file"], Value::Null);
-    std::fs::write(&path, policy("created")).unwrap();
+    std::fs::write(&path, one_rule_policy("created")).unwrap();
     wait_for(routing.clone(), "created").await;
     assert_eq!(routing.status()["file"], path.display().to_string());
 
     // The file changed between the daemon's read and the watcher's start.
     let path = dir.path().join("early.toml");
-    std::fs::write(&path, policy("read-at-start")).unwrap();
-    let routing = Arc::new(Routing::new(&policy("read-at-start"), &path, true, Routing::targets_for(&tiers)).unwrap());
-    std::fs::write(&path, policy("edited-early")).unwrap();
+    std::fs::write(&path, one_rule_policy("read-at-start")).unwrap();
+    let routing = Arc::new(
+        Routing::new(
+            &one_rule_policy("read-at-start"),
+            &path,
+            true,
+            Routing::targets_for(&tiers),
+        )
+        .unwrap(),
+    );
+    std::fs::write(&path, one_rule_policy("edited-early")).unwrap();
     tokio::spawn(gateway::routing::watch_policy(
         routing.clone(),
         Duration::from_millis(20),

@@ -5,7 +5,7 @@
 mod common;
 
 use api::{Backend, BackendErrorKind, Event, FinishReason};
-use common::{collect, greedy, tier};
+use common::{collect, greedy, long_question, tier, wait_idle};
 use futures::StreamExt;
 use local::{LocalBackend, LocalTierConfig};
 use serde_json::json;
@@ -119,13 +119,8 @@ async fn no_queue_still_admits_the_loading_request_and_preempts_a_prefill() {
     let a = collect(b.stream(greedy(2, json!({}))).await.expect("admitted while loading")).await;
     assert!(a.error.is_none(), "{:?}", a.error);
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while b.status().busy > 0 {
-        assert!(std::time::Instant::now() < deadline, "the slot never became idle");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    let question = "Explain, step by step, how a refrigerator moves heat from inside to outside. ".repeat(40);
-    let conv = json!({"messages": [{"role": "user", "content": question}]});
+    wait_idle(&b, "the slot never became idle").await;
+    let conv = long_question(40);
     let warm = b.prepare(greedy(2, conv.clone()));
     assert!(warm.is_some(), "the idle slot took the prefill");
     let handover = b.stream(greedy(2, conv)).await.expect("a prefill gives way");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{greedy, run, tier};
+use common::{greedy, long_question, run, tier, wait_idle};
 use local::{LocalBackend, LocalTierConfig};
 use serde_json::json;
 
@@ -128,16 +128,12 @@ async fn a_prepared_prompt_leaves_only_the_handed_over_text_to_evaluate() {
     let b = LocalBackend::new(&tier("prefill")).unwrap();
     // A prefill never waits for a load: load the model first.
     run(&b, greedy(1, json!({"messages": [{"role": "user", "content": "Hi"}]}))).await;
-    let question = "Explain, step by step, how a refrigerator moves heat from inside to outside. ".repeat(4);
-    let conv = json!({"messages": [{"role": "user", "content": question}]});
+    let conv = long_question(4);
 
     // A prefill takes only an idle slot: the worker may still be closing
     // the first request when its stream has ended.
+    wait_idle(&b, "the slot never became idle").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while b.status().busy > 0 {
-        assert!(std::time::Instant::now() < deadline, "the slot never became idle");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
     let before = b.status();
     let warm = b.prepare(greedy(16, conv.clone()));
     assert!(warm.is_some());
@@ -186,21 +182,13 @@ async fn a_dropped_prefill_stops_reading_the_prompt() {
     use api::Backend;
     let b = LocalBackend::new(&tier("prefill-drop")).unwrap();
     run(&b, greedy(1, json!({"messages": [{"role": "user", "content": "Hi"}]}))).await;
-    let question = "Explain, step by step, how a refrigerator moves heat from inside to outside. ".repeat(40);
-    let conv = json!({"messages": [{"role": "user", "content": question}]});
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while b.status().busy > 0 {
-        assert!(std::time::Instant::now() < deadline, "the slot never became idle");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let conv = long_question(40);
+    wait_idle(&b, "the slot never became idle").await;
     let before = b.status();
     let warm = b.prepare(greedy(16, conv));
     assert!(warm.is_some(), "the idle slot took the prefill");
     drop(warm);
-    while b.status().busy > 0 {
-        assert!(std::time::Instant::now() < deadline, "the prefill did not stop");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    wait_idle(&b, "the prefill did not stop").await;
     // The whole prompt is about 700 tokens; a stop is seen between two
     // 64-token steps.
     let evaluated = b.status().evaluated_prompt_tokens - before.evaluated_prompt_tokens;

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use api::{BackendError, ChatRequest, Event, EventStream, FinishReason, Generate, TokenStats, Usage};
 use futures::StreamExt;
@@ -113,4 +114,20 @@ pub async fn collect(mut s: EventStream) -> Answer {
 pub async fn run(b: &local::LocalBackend, g: Generate) -> Answer {
     use api::Backend;
     collect(b.stream(g).await.unwrap()).await
+}
+
+/// A conversation of one long question: the same ~17-token sentence
+/// `repeats` times.
+pub fn long_question(repeats: usize) -> Value {
+    let question = "Explain, step by step, how a refrigerator moves heat from inside to outside. ".repeat(repeats);
+    json!({"messages": [{"role": "user", "content": question}]})
+}
+
+/// Waits (at most 60 s) until no slot is busy; `what` says what failed.
+pub async fn wait_idle(b: &local::LocalBackend, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while b.status().busy > 0 {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
