@@ -25,6 +25,16 @@
 #   each chunk). The upstream, not the CPU, bounds throughput, so the added
 #   latency is the cost of the extra hop itself, and the throughput ratio
 #   says whether the gateway holds the upstream back.
+# - "json-open" and "stream-open": the paced mock again, but the requests
+#   arrive on a schedule instead of in a closed loop (loadgen --rate, wrk2's
+#   constant-throughput model): R = C / L requests per second, L the direct
+#   arm's latency measured just before, so that C requests are in flight on
+#   average (Little's law), on at most 4 × C connections. In the closed
+#   loops above, C clients whose answers all come back together (the paced
+#   mock answers each after the same pause) send their next requests in one
+#   burst, and each request then queues behind the others' processing; apps
+#   of different users do not move in lockstep. A request that finds every
+#   connection busy waits, and its times count from when it was due.
 #
 # A third arm, "relay", measures the floor of any extra process on the path:
 # socat relaying the direct client's TLS bytes to the same mock, doing no
@@ -35,7 +45,7 @@
 #
 # Environment: ROUNDS (3), DURATION seconds per run (5), WARMUP seconds
 # before loadgen's window (1), CONCURRENCY ("1 16 64"), MODES ("json stream
-# json-paced stream-paced"), CHUNKS per answer (20), PACED_LATENCY_MS (20),
+# json-paced stream-paced json-open stream-open"), CHUNKS per answer (20), PACED_LATENCY_MS (20),
 # PACED_CHUNK_DELAY_MS (5), LOG_LEVEL of tandem ("info", as shipped),
 # UPSTREAM_HTTP2 ("true"; "false" sets the tiers' `http2 = false`: HTTP/1.1,
 # a pooled connection per request in flight).
@@ -46,7 +56,7 @@ ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-5}"
 WARMUP="${WARMUP:-1}"
 CONCURRENCY="${CONCURRENCY:-1 16 64}"
-MODES="${MODES:-json stream json-paced stream-paced}"
+MODES="${MODES:-json stream json-paced stream-paced json-open stream-open}"
 CHUNKS="${CHUNKS:-20}"
 PACED_LATENCY_MS="${PACED_LATENCY_MS:-20}"
 PACED_CHUNK_DELAY_MS="${PACED_CHUNK_DELAY_MS:-5}"
@@ -111,7 +121,7 @@ wait_load_quiet
 run_arm() {
   local mode="$1" c="$2" round="$3" arm="$4" url ca_args=() t0 m0 t1 m1 line
   local model=cloud mock_url="$FAST_URL" mock_pid="$FAST_PID" mock_ca="$FAST_CA" relay_url="${FAST_RELAY:-}"
-  if [[ "$mode" == *-paced ]]; then
+  if [[ "$mode" == *-paced || "$mode" == *-open ]]; then
     model=cloud-paced mock_url="$PACED_URL" mock_pid="$PACED_PID" mock_ca="$PACED_CA" relay_url="${PACED_RELAY:-}"
   fi
   if [ "$arm" = direct ]; then
@@ -121,7 +131,12 @@ run_arm() {
   else
     url="$TANDEM_URL/v1/chat/completions"
   fi
-  if [[ "$mode" == json* ]]; then
+  local load_args=(--concurrency "$c") stream=true
+  [[ "$mode" == json* ]] && stream=false
+  if [[ "$mode" == *-open ]]; then
+    load_args=(--concurrency "$((4 * c))" --rate "$(open_rate "$mode" "$c")")
+  fi
+  if [[ "$mode" == json-paced || "$mode" == json ]]; then
     t0="$(cpu_ms "$TANDEM_PID")"; m0="$(cpu_ms "$mock_pid")"
     line="$(BODY_FILE="$BENCH_TMP/body-$model-false.json" wrk -t1 -c"$c" -d"${DURATION}s" --timeout 30s \
       -s "$BENCH_ROOT/bench/lib/post.lua" "$url" | sed -n 's/^JSON //p')"
@@ -139,14 +154,15 @@ print(json.dumps({"mode": mode, "c": int(c), "round": int(rnd), "arm": arm, "too
     "tandem_cpu_ms": int(tcpu), "mock_cpu_ms": int(mcpu)}))
 PY
   else
-    line="$("$BIN/loadgen" run --url "$url" "${ca_args[@]}" --body-file "$BENCH_TMP/body-$model-true.json" \
-      --concurrency "$c" --duration-s "$DURATION" --warmup-s "$WARMUP" --timeout-s 30 \
+    line="$("$BIN/loadgen" run --url "$url" "${ca_args[@]}" --body-file "$BENCH_TMP/body-$model-$stream.json" \
+      "${load_args[@]}" --duration-s "$DURATION" --warmup-s "$WARMUP" --timeout-s 30 \
       --cpu-pid "tandem=$TANDEM_PID" --cpu-pid "mock=$mock_pid")"
     python3 - "$mode" "$c" "$round" "$arm" "$line" >>"$out" <<'PY'
 import json, sys
 mode, c, rnd, arm, line = sys.argv[1:]
 g = json.loads(line)
 print(json.dumps({"mode": mode, "c": int(c), "round": int(rnd), "arm": arm, "tool": "loadgen",
+    "rate": g["rate"],
     "requests": g["requests"], "errors": g["failed"] + sum(g["errors"].values()), "rps": g["rps"],
     "first_p50": g["first_content_ms"]["p50"], "first_p90": g["first_content_ms"]["p90"],
     "first_p99": g["first_content_ms"]["p99"],
@@ -158,8 +174,26 @@ PY
   log "$(tail -1 "$out")"
 }
 
+# calibrate_open MODE: the direct arm's mean latency for an open-loop mode
+# (one 2 s closed-loop run at concurrency 1), once per mode; open_rate MODE
+# C then gives the rate that keeps C requests in flight on average.
+declare -A OPEN_LATENCY_MS=()
+calibrate_open() {
+  local mode="$1" stream=true
+  [[ "$mode" == *-open && -z "${OPEN_LATENCY_MS[$mode]:-}" ]] || return 0
+  [[ "$mode" == json* ]] && stream=false
+  OPEN_LATENCY_MS[$mode]="$("$BIN/loadgen" run --url "$PACED_URL/v1/chat/completions" --ca "$PACED_CA" \
+    --body-file "$BENCH_TMP/body-cloud-paced-$stream.json" --duration-s 2 --warmup-s 0.5 |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["last_byte_ms"]["mean"])')"
+  log "$mode: direct latency ${OPEN_LATENCY_MS[$mode]} ms at concurrency 1"
+}
+open_rate() {
+  python3 -c "print(round($2 * 1000 / ${OPEN_LATENCY_MS[$1]}, 1))"
+}
+
 for c in $CONCURRENCY; do
   for mode in $MODES; do
+    calibrate_open "$mode"
     for round in $(seq "$ROUNDS"); do
       for arm in $ARMS; do run_arm "$mode" "$c" "$round" "$arm"; done
     done

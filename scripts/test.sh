@@ -7,7 +7,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 export OMP_WAIT_POLICY=passive
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> %s (at %d s)\n' "$*" "$SECONDS"; }
 
 step "system packages";  bash scripts/install-deps.sh
 step "test model";       bash scripts/fetch-model.sh

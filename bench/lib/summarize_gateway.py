@@ -41,7 +41,7 @@ def main(path):
     out.append(rule)
     tput = []
     targets = []
-    order = {"json": 0, "stream": 1, "json-paced": 2, "stream-paced": 3}
+    order = {"json": 0, "stream": 1, "json-paced": 2, "stream-paced": 3, "json-open": 4, "stream-open": 5}
     for (mode, c), rounds in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0][0], kv[0][1])):
         pairs = [v for v in rounds.values() if "direct" in v and "tandem" in v]
         if not pairs:

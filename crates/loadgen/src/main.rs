@@ -30,7 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Closed-loop load: N connections send requests back to back.
+    /// Load for a bounded time: N connections send requests back to back
+    /// (closed loop), or requests start on a fixed schedule (`--rate`).
     Run(RunArgs),
     /// One request; prints each content piece with its arrival time.
     Trace(Common),
@@ -111,6 +112,13 @@ struct RunArgs {
     /// Connections, each with one request in flight.
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
+    /// Open loop: requests start at this many per second, evenly spaced,
+    /// whatever the answers do (wrk2's constant-throughput model), on at
+    /// most --concurrency connections. A request that finds every
+    /// connection busy waits, and its times count from when it was due, so
+    /// a stall is not hidden by the requests it held back.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Measured window, seconds (after the warm-up).
     #[arg(long, default_value_t = 5.0)]
     duration_s: f64,
@@ -278,6 +286,9 @@ async fn run(a: RunArgs) -> anyhow::Result<Value> {
     if a.concurrency == 0 || a.concurrency > 1024 {
         bail!("--concurrency must be in 1..=1024");
     }
+    if a.rate.is_some_and(|r| !(r > 0.0 && r <= 1e6)) {
+        bail!("--rate must be in (0, 1000000] requests per second");
+    }
     if !(a.duration_s > 0.0 && a.duration_s <= 300.0 && (0.0..=60.0).contains(&a.warmup_s)) {
         bail!("--duration-s must be in (0, 300] and --warmup-s in [0, 60]");
     }
@@ -327,22 +338,30 @@ async fn run(a: RunArgs) -> anyhow::Result<Value> {
     };
 
     let mut tasks = Vec::with_capacity(a.concurrency);
-    for conn in conns {
-        let spec = spec.clone();
-        let sent = sent.clone();
-        let max = a.max_requests;
-        tasks.push(tokio::spawn(worker(conn, spec, end_rx.clone(), sent, max)));
+    if let Some(rate) = a.rate {
+        let schedule = Schedule {
+            start,
+            interval: Duration::from_secs_f64(1.0 / rate),
+        };
+        tasks.push(tokio::spawn(open_loop(
+            conns,
+            spec,
+            schedule,
+            end_rx.clone(),
+            sent.clone(),
+            a.max_requests,
+        )));
+    } else {
+        for conn in conns {
+            let spec = spec.clone();
+            let sent = sent.clone();
+            let max = a.max_requests;
+            tasks.push(tokio::spawn(worker(conn, spec, end_rx.clone(), sent, max)));
+        }
     }
     let mut all = WorkerOut::default();
     for t in tasks {
-        let w = t.await?;
-        all.samples.extend(w.samples);
-        for (k, v) in w.errors {
-            *all.errors.entry(k).or_default() += v;
-        }
-        for (k, v) in w.routes {
-            *all.routes.entry(k).or_default() += v;
-        }
+        all.merge(t.await?);
     }
     let (before, after) = sampler.await?;
     let deadline = *end_rx.borrow();
@@ -379,6 +398,7 @@ async fn run(a: RunArgs) -> anyhow::Result<Value> {
         "label": a.label,
         "url": a.common.url,
         "concurrency": a.concurrency,
+        "rate": a.rate,
         "window_s": window.as_secs_f64(),
         "requests": ok.len(),
         "failed": in_window.len() - ok.len(),
@@ -393,8 +413,64 @@ async fn run(a: RunArgs) -> anyhow::Result<Value> {
     }))
 }
 
+impl WorkerOut {
+    /// Records one request's outcome; `lag` is how long it waited past its
+    /// due time (zero in a closed loop), added to each of its times. An
+    /// error tells the caller the connection may be broken.
+    fn record(&mut self, result: anyhow::Result<request::Outcome>, lag: Duration) -> bool {
+        match result {
+            Ok(o) => {
+                let ok = o.ok();
+                if !ok {
+                    // `run` has always named HTTP errors `status_NNN`.
+                    let kind = o.kind().replace("http_", "status_");
+                    *self.errors.entry(kind).or_default() += 1;
+                }
+                if let Some(r) = o.route {
+                    *self.routes.entry(r).or_default() += 1;
+                }
+                self.samples.push(Sample {
+                    end: Instant::now(),
+                    ok,
+                    ttfb: o.ttfb + lag,
+                    first: o.first_content.map(|d| d + lag),
+                    last: o.last_byte + lag,
+                });
+                true
+            }
+            Err(e) => {
+                *self.errors.entry(format!("{e:#}")).or_default() += 1;
+                false
+            }
+        }
+    }
+
+    fn merge(&mut self, other: WorkerOut) {
+        self.samples.extend(other.samples);
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+        for (k, v) in other.routes {
+            *self.routes.entry(k).or_default() += v;
+        }
+    }
+}
+
+type Conn = hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>;
+
+/// A broken connection is replaced; `None` when the server is gone.
+async fn reconnect(spec: &Spec, out: &mut WorkerOut) -> Option<Conn> {
+    match spec.target.connect().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            *out.errors.entry(format!("reconnect: {e:#}")).or_default() += 1;
+            None
+        }
+    }
+}
+
 async fn worker(
-    mut conn: hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>,
+    mut conn: Conn,
     spec: Arc<Spec>,
     end: tokio::sync::watch::Receiver<Instant>,
     sent: Arc<AtomicU64>,
@@ -402,37 +478,93 @@ async fn worker(
 ) -> WorkerOut {
     let mut out = WorkerOut::default();
     while Instant::now() < *end.borrow() && sent.fetch_add(1, Ordering::Relaxed) < max {
-        match request::send(&mut conn, &spec, false).await {
-            Ok(o) => {
-                let ok = o.ok();
-                if !ok {
-                    // `run` has always named HTTP errors `status_NNN`.
-                    let kind = o.kind().replace("http_", "status_");
-                    *out.errors.entry(kind).or_default() += 1;
-                }
-                if let Some(r) = o.route {
-                    *out.routes.entry(r).or_default() += 1;
-                }
-                out.samples.push(Sample {
-                    end: Instant::now(),
-                    ok,
-                    ttfb: o.ttfb,
-                    first: o.first_content,
-                    last: o.last_byte,
+        let result = request::send(&mut conn, &spec, false).await;
+        if !out.record(result, Duration::ZERO) {
+            match reconnect(&spec, &mut out).await {
+                Some(c) => conn = c,
+                None => break,
+            }
+        }
+    }
+    out
+}
+
+/// When the open loop's requests are due: `start + k * interval`.
+struct Schedule {
+    start: Instant,
+    interval: Duration,
+}
+
+/// A free connection of the open loop, with the way back to the pool: the
+/// loop holds no sender itself, so once every connection is lost for good
+/// the pool ends instead of waiting forever.
+struct Pooled {
+    conn: Conn,
+    back: tokio::sync::mpsc::UnboundedSender<Pooled>,
+}
+
+/// The open loop: request k is due at `start + k * interval`; it takes the
+/// first free connection, waiting for one if all are busy.
+async fn open_loop(
+    conns: Vec<Conn>,
+    spec: Arc<Spec>,
+    schedule: Schedule,
+    end: tokio::sync::watch::Receiver<Instant>,
+    sent: Arc<AtomicU64>,
+    max: u64,
+) -> WorkerOut {
+    let (free_tx, mut free_rx) = tokio::sync::mpsc::unbounded_channel::<Pooled>();
+    for c in conns {
+        let _ = free_tx.send(Pooled {
+            conn: c,
+            back: free_tx.clone(),
+        });
+    }
+    drop(free_tx);
+    let mut requests = tokio::task::JoinSet::new();
+    let mut out = WorkerOut::default();
+    for k in 0u32.. {
+        let due = schedule.start + schedule.interval * k;
+        if due >= *end.borrow() || sent.fetch_add(1, Ordering::Relaxed) >= max {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        // Requests that ended hand their outcome in as the loop goes.
+        while let Some(done) = requests.try_join_next() {
+            if let Ok(w) = done {
+                out.merge(w);
+            }
+        }
+        let Some(Pooled { mut conn, back }) = free_rx.recv().await else {
+            break;
+        };
+        // Waiting for a connection may have outlasted the window: what
+        // starts now would end after it and not count.
+        if Instant::now() >= *end.borrow() {
+            break;
+        }
+        let lag = due.elapsed();
+        let spec = spec.clone();
+        requests.spawn(async move {
+            let mut w = WorkerOut::default();
+            let result = request::send(&mut conn, &spec, false).await;
+            let conn = if w.record(result, lag) {
+                Some(conn)
+            } else {
+                reconnect(&spec, &mut w).await
+            };
+            if let Some(c) = conn {
+                let _ = back.send(Pooled {
+                    conn: c,
+                    back: back.clone(),
                 });
             }
-            Err(e) => {
-                *out.errors.entry(format!("{e:#}")).or_default() += 1;
-                // The connection may be broken: open a new one, or give up
-                // this worker when the server is gone.
-                match spec.target.connect().await {
-                    Ok(c) => conn = c,
-                    Err(e) => {
-                        *out.errors.entry(format!("reconnect: {e:#}")).or_default() += 1;
-                        break;
-                    }
-                }
-            }
+            w
+        });
+    }
+    while let Some(done) = requests.join_next().await {
+        if let Ok(w) = done {
+            out.merge(w);
         }
     }
     out

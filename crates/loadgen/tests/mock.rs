@@ -182,3 +182,52 @@ async fn soak_reports_intervals_and_totals() {
     assert_eq!(total["failed"], 0, "{total}");
     assert_eq!(total["requests"].as_u64().unwrap(), m.stats().requests);
 }
+
+/// `loadgen run --rate`: an open loop whose requests outrun the connections
+/// counts their wait. One connection and an answer that takes 100 ms carry
+/// 10 requests a second; at 40 due a second, each request waits behind the
+/// ones before it, and its time counts from when it was due, so the times
+/// grow far past the answer's own 100 ms. With enough connections the same
+/// rate is carried in full at about the answer's time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_counts_the_wait_for_a_connection() {
+    let m = mock(MockConfig::plain()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let body_file = dir.path().join("body.json");
+    std::fs::write(&body_file, body(false)).unwrap();
+    let url = format!("{}/v1/chat/completions", m.url);
+    let run = move |concurrency: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(["run", "--url", &url, "--body-file"])
+            .arg(&body_file)
+            .args([
+                "--header",
+                "x-mock-fault: latency=100",
+                "--rate",
+                "40",
+                "--duration-s",
+                "2",
+            ])
+            .args(["--warmup-s", "0", "--concurrency", concurrency])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (starved, ample) = tokio::task::spawn_blocking(move || (run("1"), run("16")))
+        .await
+        .unwrap();
+
+    assert_eq!(starved["rate"], 40.0);
+    assert_eq!(starved["failed"], 0, "{starved}");
+    let starved_n = starved["requests"].as_u64().unwrap();
+    assert!((10..=21).contains(&starved_n), "{starved}");
+    // Request k (k ≥ 1) waits about k × 75 ms: the median is several times
+    // the answer's own 100 ms.
+    assert!(starved["last_byte_ms"]["p50"].as_f64().unwrap() > 300.0, "{starved}");
+
+    assert_eq!(ample["failed"], 0, "{ample}");
+    let ample_n = ample["requests"].as_u64().unwrap();
+    assert!(ample_n >= 60, "{ample}");
+    assert!(ample["last_byte_ms"]["p50"].as_f64().unwrap() < 300.0, "{ample}");
+}
