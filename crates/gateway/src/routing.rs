@@ -179,9 +179,11 @@ impl Routing {
     /// All the signals for one request.
     /// `tiers: None` (the offline commands) assumes every backend is up.
     pub fn signals(&self, req: &ChatRequest, headers: &HeaderMap, scores: &Scores, tiers: Option<&Tiers>) -> Signals {
+        // A hint can raise privacy, never lower it below what the text shows;
+        // repeated headers and comma-separated lists fail closed: the
+        // strongest item counts.
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").trim();
-        let hint_privacy = header(HINT_PRIVACY).to_ascii_lowercase();
-        // A hint can raise privacy, never lower it below what the text shows.
+        let hint_privacy = strongest_hint(headers, HINT_PRIVACY, &["high", "medium"]);
         let hinted = match hint_privacy.as_str() {
             "high" => 1.0,
             "medium" => 0.5,
@@ -198,7 +200,7 @@ impl Routing {
             max_tokens: req.max_tokens().map(i64::from).unwrap_or(0),
             has_tools: req.has_tools(),
             hint_privacy,
-            hint_route: header(HINT_ROUTE).to_ascii_lowercase(),
+            hint_route: strongest_hint(headers, HINT_ROUTE, &["local"]),
             app: header(HINT_APP).to_owned(),
             ..Signals::default()
         };
@@ -426,6 +428,28 @@ fn device_signals(s: &mut Signals, d: &device::DeviceState) {
     }
 }
 
+/// A hint header's value: every instance of the header and every
+/// comma-separated item in each, lower-cased; the first of `strongest` found
+/// wins, else the first item (so an unknown value still shows in the
+/// explanation). Proxies may add a header instance or join values with
+/// commas; neither may weaken a hint.
+fn strongest_hint(headers: &HeaderMap, name: &str, strongest: &[&str]) -> String {
+    let items: Vec<String> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|i| i.trim().to_ascii_lowercase())
+        .filter(|i| !i.is_empty())
+        .collect();
+    strongest
+        .iter()
+        .find(|s| items.iter().any(|i| i == *s))
+        .map(|s| (*s).to_owned())
+        .or_else(|| items.into_iter().next())
+        .unwrap_or_default()
+}
+
 /// A hint raises the text's privacy score, never lowers it; a NaN score
 /// stays NaN, which the policy reads as 1.0 (`f64::max` would turn it into
 /// the hint, 0 without one: a broken score must fail closed).
@@ -467,7 +491,32 @@ pub async fn watch_policy(routing: Arc<Routing>, every: Duration) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Signals, device_signals, raise_privacy};
+    use super::{HINT_PRIVACY, HINT_ROUTE, Signals, device_signals, raise_privacy, strongest_hint};
+    use axum::http::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn hint_headers_fail_closed_over_instances_and_lists() {
+        let hints = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, HeaderValue::from_static(v));
+            }
+            (
+                strongest_hint(&h, HINT_PRIVACY, &["high", "medium"]),
+                strongest_hint(&h, HINT_ROUTE, &["local"]),
+            )
+        };
+        assert_eq!(hints(&[]), (String::new(), String::new()));
+        assert_eq!(hints(&[(HINT_PRIVACY, " High ")]).0, "high");
+        // A second instance, added by a proxy, cannot be ignored.
+        assert_eq!(hints(&[(HINT_PRIVACY, "normal"), (HINT_PRIVACY, "high")]).0, "high");
+        assert_eq!(hints(&[(HINT_PRIVACY, "medium, high")]).0, "high");
+        assert_eq!(hints(&[(HINT_PRIVACY, "low,medium")]).0, "medium");
+        assert_eq!(hints(&[(HINT_ROUTE, "local, local")]).1, "local");
+        assert_eq!(hints(&[(HINT_ROUTE, "cloud"), (HINT_ROUTE, "LOCAL")]).1, "local");
+        // An unknown value is kept for the explanation.
+        assert_eq!(hints(&[(HINT_ROUTE, "moon")]).1, "moon");
+    }
 
     #[test]
     fn unknown_memory_keeps_the_default_known_memory_is_used() {

@@ -82,8 +82,12 @@ impl AppState {
         if self.tiers.first_cloud().is_some() {
             names.push("cloud".to_owned());
         }
-        names.extend(self.tiers.tiers.iter().map(|t| t.name.clone()));
-        names.dedup();
+        // A tier may itself be named `local` or `cloud`: each name once.
+        for t in &self.tiers.tiers {
+            if !names.contains(&t.name) {
+                names.push(t.name.clone());
+            }
+        }
         names
     }
 

@@ -453,6 +453,25 @@ async fn models_lists_tiers_and_auto() {
     for want in ["auto", "local", "cloud", "local-a", "cloud-a"] {
         assert!(ids.contains(&want), "{ids:?}");
     }
+
+    // Tiers named like the aliases (as the shipped defaults are) appear once.
+    let st = state(
+        vec![Fake::new("local", true, vec![]), Fake::new("cloud", false, vec![])],
+        "local",
+    );
+    let req = Request::get("/v1/models")
+        .header("host", "localhost")
+        .body(Body::empty())
+        .unwrap();
+    let (_, _, body) = send(&st, req).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["auto", "local", "cloud"]);
 }
 
 fn metric_value(text: &str, name: &str, label: &str) -> f64 {
