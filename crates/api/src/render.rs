@@ -211,7 +211,10 @@ pub struct Aggregate {
     pub text: String,
     /// `Aside` texts by key, in order of first appearance.
     pub asides: Vec<(String, String)>,
-    pub tool_calls: Vec<(Option<String>, Option<String>, String)>,
+    /// Tool calls by the upstream's index (id, name, arguments): in index
+    /// order, without placeholders for indexes never sent, and with no
+    /// allocation sized by an index an upstream chose.
+    pub tool_calls: std::collections::BTreeMap<u32, (Option<String>, Option<String>, String)>,
     pub finish: Option<FinishReason>,
     pub usage: Usage,
     pub saw_usage: bool,
@@ -227,11 +230,7 @@ impl Aggregate {
                 name,
                 arguments,
             } => {
-                let i = index as usize;
-                if self.tool_calls.len() <= i {
-                    self.tool_calls.resize(i + 1, (None, None, String::new()));
-                }
-                let slot = &mut self.tool_calls[i];
+                let slot = self.tool_calls.entry(index).or_default();
                 if id.is_some() {
                     slot.0 = id;
                 }
@@ -265,7 +264,7 @@ impl Aggregate {
         {
             let calls: Vec<Value> = self
                 .tool_calls
-                .into_iter()
+                .into_values()
                 .map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}))
                 .collect();
             obj.insert("tool_calls".into(), Value::Array(calls));
@@ -392,5 +391,26 @@ mod tests {
             "{\"a\":1}"
         );
         assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    }
+
+    /// An upstream whose first call has index 1, or a huge index, gets its
+    /// calls in index order with no empty call before them (and no
+    /// allocation sized by the index).
+    #[test]
+    fn aggregate_tool_calls_keeps_only_sent_indexes() {
+        let mut a = Aggregate::default();
+        for (index, id) in [(u32::MAX, "late"), (1, "first")] {
+            a.push(Event::ToolCall {
+                index,
+                id: Some(id.into()),
+                name: Some("f".into()),
+                arguments: "{}".into(),
+            });
+        }
+        let r = Renderer::new("x".into(), 1, "m".into());
+        let v = a.into_completion(&r, &TandemInfo::default());
+        let calls = v["choices"][0]["message"]["tool_calls"].as_array().unwrap();
+        let ids: Vec<&str> = calls.iter().map(|c| c["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["first", "late"]);
     }
 }
