@@ -58,14 +58,19 @@ def check_chat(client, exp):
         check(want in ids, f"models {ids!r} lack {want}")
 
 
-def read_stream(stream):
-    """Concatenates the deltas; returns (text, ids, last chunk, usage)."""
+def read_stream(stream, usage_asked=True):
+    """Concatenates the deltas; returns (text, ids, last chunk, usage).
+
+    Without `include_usage` every chunk must have a choice: the common
+    loop `chunk.choices[0].delta.content` reads them unguarded."""
     text, ids, last, usage = [], set(), None, None
     for chunk in stream:
         ids.add(chunk.id)
         last = chunk
         if chunk.usage is not None:
             usage = chunk.usage
+        if not usage_asked:
+            check(len(chunk.choices) == 1, f"a chunk without a choice: {chunk!r}")
         for c in chunk.choices:
             if c.delta and c.delta.content:
                 text.append(c.delta.content)
@@ -113,7 +118,8 @@ def check_failover(client, exp):
         stream=True,
         extra_headers={"x-tandem-app": "cut"},
     )
-    text, ids, last, _ = read_stream(stream)
+    text, ids, last, _ = read_stream(stream, usage_asked=False)
+    check(last.choices[0].finish_reason is not None, f"failover ends without a finish reason: {last!r}")
     prefix = exp["cut_prefix"]
     check(text.startswith(prefix), f"failover text {text!r} lacks the cloud's {prefix!r}")
     check(len(text) > len(prefix), f"failover text {text!r} has no local continuation")

@@ -211,7 +211,23 @@ impl From<BackendError> for ApiError {
             K::Status if e.fault == Fault::Downstream => {
                 let status = e.upstream_status.unwrap_or(400);
                 let mut err = ApiError::new(status, "invalid_request_error", Some("upstream_rejected"), msg);
-                err.raw_body = e.upstream_body;
+                match e.upstream_body {
+                    // OpenAI's shape: the app gets it as the upstream wrote it.
+                    Some(body) if body.get("error").is_some_and(Value::is_object) => err.raw_body = Some(body),
+                    // Another server's (vLLM's flat object, TGI's `error`
+                    // string, FastAPI's `detail`): its words in ours.
+                    Some(body) => {
+                        if let Some(said) = ["message", "error", "detail"]
+                            .iter()
+                            .find_map(|k| body.get(*k).filter(|v| !v.is_null()))
+                        {
+                            let said = said.as_str().map_or_else(|| said.to_string(), str::to_owned);
+                            err.message = format!("{}: {said}", err.message);
+                        }
+                        err.param = body.get("param").and_then(Value::as_str).map(str::to_owned);
+                    }
+                    None => {}
+                }
                 err
             }
             K::Unsupported => ApiError::new(400, "invalid_request_error", Some("unsupported_parameter"), msg),
@@ -258,8 +274,38 @@ mod tests {
         let mut four = BackendError::new("b", BackendErrorKind::Status, Fault::Downstream, "m");
         four.upstream_status = Some(422);
         four.upstream_body = Some(serde_json::json!({"error":{"message":"upstream says no"}}));
-        let api = ApiError::from(four);
+        let api = ApiError::from(four.clone());
         assert_eq!(api.status, 422);
         assert_eq!(api.to_json(), br#"{"error":{"message":"upstream says no"}}"#);
+
+        // Bodies of other shapes become the OpenAI shape, their words kept.
+        for (body, said) in [
+            (
+                serde_json::json!({"object": "error", "message": "too long", "param": "messages"}),
+                "too long",
+            ),
+            (
+                serde_json::json!({"error": "Input validation error", "error_type": "validation"}),
+                "Input validation error",
+            ),
+            (
+                serde_json::json!({"detail": [{"loc": ["body"], "msg": "bad"}]}),
+                "\"msg\":\"bad\"",
+            ),
+        ] {
+            let mut e = four.clone();
+            e.upstream_body = Some(body.clone());
+            let api = ApiError::from(e);
+            assert_eq!(api.status, 422);
+            let v: Value = serde_json::from_slice(&api.to_json()).unwrap();
+            let msg = v["error"]["message"].as_str().unwrap();
+            assert!(msg.starts_with("b: m: ") && msg.contains(said), "{v}");
+            assert_eq!(v["error"]["code"], "upstream_rejected", "{v}");
+            assert_eq!(
+                v["error"]["param"],
+                body.get("param").cloned().unwrap_or(Value::Null),
+                "{v}"
+            );
+        }
     }
 }

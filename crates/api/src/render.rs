@@ -149,15 +149,37 @@ impl Renderer {
             Event::Logprobs(lp) => Some(self.chunk(json!({}), None, Some(("logprobs", lp.clone())))),
             Event::Aside { text, .. } if text.is_empty() => None,
             Event::Aside { key, text } => Some(self.chunk(json!({ key: text }), None, None)),
-            Event::Finish(reason) => {
-                let tail = [b"},\"finish_reason\":\"", reason.as_str().as_bytes(), b"\"}]}\n\n"].concat();
-                Some(self.fast_chunk(1, |o| o.push(b'{'), &tail))
-            }
+            Event::Finish(reason) => Some(self.finish_chunk(*reason, None)),
         }
     }
 
+    /// The chunk with the finish reason, with the `tandem` object when given.
+    fn finish_chunk(&self, reason: FinishReason, tandem: Option<&TandemInfo>) -> Vec<u8> {
+        let mut tail = Vec::with_capacity(64);
+        tail.extend_from_slice(b"},\"finish_reason\":\"");
+        tail.extend_from_slice(reason.as_str().as_bytes());
+        tail.extend_from_slice(b"\"}]");
+        if let Some(t) = tandem {
+            tail.extend_from_slice(b",\"tandem\":");
+            // Serialising plain data into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut tail, t);
+        }
+        tail.extend_from_slice(b"}\n\n");
+        self.fast_chunk(1, |o| o.push(b'{'), &tail)
+    }
+
+    /// The end of a stream without `include_usage`: the finish chunk carries
+    /// the `tandem` object, then `[DONE]`. No chunk without a choice, which
+    /// OpenAI sends only for usage and SDK loops reading `choices[0]` do not
+    /// expect.
+    pub fn finish_and_done(&self, reason: FinishReason, tandem: &TandemInfo) -> Vec<u8> {
+        let mut out = self.finish_chunk(reason, Some(tandem));
+        out.extend_from_slice(DONE);
+        out
+    }
+
     /// The closing chunk with usage (when asked for) and the `tandem` object,
-    /// then `[DONE]`.
+    /// then `[DONE]`; after the finish chunk, as OpenAI sends usage.
     pub fn final_chunks(&self, usage: Option<Usage>, tandem: &TandemInfo) -> Vec<u8> {
         let mut v = json!({
             "id": self.id,
@@ -366,6 +388,16 @@ mod tests {
             let fast = r.event_chunk(&Event::Finish(reason)).unwrap();
             assert_eq!(parse(&fast), parse(&r.chunk(json!({}), Some(reason), None)));
         }
+        // The end without usage: the finish chunk with the `tandem` object.
+        let info = TandemInfo {
+            route: "lo\"cal".into(),
+            ..TandemInfo::default()
+        };
+        let end = r.finish_and_done(FinishReason::Stop, &info);
+        let chunk = end.strip_suffix(DONE).unwrap();
+        let mut want = parse(&r.chunk(json!({}), Some(FinishReason::Stop), None));
+        want["tandem"] = json!(info);
+        assert_eq!(parse(chunk), want);
     }
 
     #[test]

@@ -17,7 +17,12 @@ pub const MAX_TOKENS_LIMIT: u32 = 1 << 20;
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<Message>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// `null` is read as absent, as OpenAI does (SDKs send it).
+    #[serde(
+        default,
+        deserialize_with = "null_as_false",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub stream: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
@@ -52,9 +57,13 @@ pub struct ChatRequest {
     pub extra: Map<String, Value>,
 }
 
+fn null_as_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StreamOptions {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_false")]
     pub include_usage: bool,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -291,6 +300,49 @@ impl ChatRequest {
     pub fn texts(&self) -> impl Iterator<Item = (Role, std::borrow::Cow<'_, str>)> {
         self.messages.iter().map(|m| (m.role, m.text()))
     }
+
+    /// Every other string of the request that carries the user's data and
+    /// leaves with it, for the privacy scan and redaction (both call this,
+    /// so an index into it means the same in both): per message, in order,
+    /// its `name`, earlier tool calls and their arguments, a refusal, any
+    /// other field; then the request's own fields outside the typed ones
+    /// (`user`, `metadata`, a predicted output, vendor extensions).
+    ///
+    /// Not included: the message contents ([`Self::texts`]); tool
+    /// definitions and the response schema, which the developer writes;
+    /// inline binary data (`data:` URLs, base64 audio), which is not text.
+    pub fn side_texts(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        for m in &self.messages {
+            if let Some(Content::Parts(parts)) = &m.content {
+                for p in parts {
+                    for (k, v) in &p.extra {
+                        if !matches!(k.as_str(), "image_url" | "input_audio" | "file") {
+                            strings(v, &mut out);
+                        }
+                    }
+                }
+            }
+            for v in m.extra.values() {
+                strings(v, &mut out);
+            }
+        }
+        for v in self.extra.values() {
+            strings(v, &mut out);
+        }
+        out
+    }
+}
+
+/// The non-empty strings inside `v`, depth first (object keys are names,
+/// not data), except inline binary data.
+fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) if !s.is_empty() && !s.starts_with("data:") => out.push(s),
+        Value::Array(items) => items.iter().for_each(|x| strings(x, out)),
+        Value::Object(fields) => fields.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -309,6 +361,57 @@ mod tests {
         assert_eq!(back["vendor_x"]["a"][1], 2);
         assert_eq!(back["messages"][0]["name"], "bob");
         assert_eq!(back["seed"], 7);
+    }
+
+    #[test]
+    fn side_texts_hold_what_leaves_outside_the_contents() {
+        let body = br#"{"model":"auto","user":"u-42","metadata":{"note":"call me at 555"},"temperature":1,
+            "tools":[{"type":"function","function":{"name":"f","description":"tool doc"}}],
+            "messages":[
+              {"role":"user","name":"alice_smith","content":[{"type":"text","text":"hi"},
+                {"type":"image_url","image_url":{"url":"https://x.test/a.png"}},
+                {"type":"refusal","refusal":"no"}]},
+              {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+                "function":{"name":"pay","arguments":"{\"card\":\"4111\"}"}}]},
+              {"role":"user","content":"x","extra":{"blob":"data:image/png;base64,AAAA"}}]}"#;
+        let req = ChatRequest::from_slice(body).unwrap();
+        let side = req.side_texts();
+        for want in [
+            "alice_smith",
+            "no",
+            "c1",
+            "pay",
+            "{\"card\":\"4111\"}",
+            "u-42",
+            "call me at 555",
+        ] {
+            assert!(side.contains(&want), "{want:?} missing from {side:?}");
+        }
+        // Contents, tool definitions, image URLs and inline data are not side texts.
+        for not in [
+            "hi",
+            "x",
+            "tool doc",
+            "https://x.test/a.png",
+            "data:image/png;base64,AAAA",
+        ] {
+            assert!(!side.contains(&not), "{not:?} in {side:?}");
+        }
+        let plain = ChatRequest::from_slice(br#"{"model":"a","messages":[{"role":"user","content":"x"}]}"#).unwrap();
+        assert!(plain.side_texts().is_empty());
+    }
+
+    #[test]
+    fn null_stream_flags_read_as_absent() {
+        let body = br#"{"model":"a","messages":[{"role":"user","content":"x"}],"stream":null,
+            "stream_options":{"include_usage":null},"max_tokens":null}"#;
+        let req = ChatRequest::from_slice(body).unwrap();
+        assert!(!req.stream && !req.include_usage());
+        let bad = br#"{"model":"a","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#;
+        assert_eq!(
+            ChatRequest::from_slice(bad).unwrap_err().param.as_deref(),
+            Some("stream")
+        );
     }
 
     #[test]

@@ -267,6 +267,15 @@ impl CloudBackend {
     }
 
     async fn open_stream(&self, req: Generate) -> Result<EventStream, BackendError> {
+        // An answer is one stream of events: choices past the first would be
+        // dropped. Several choices come back whole, without streaming (the
+        // gateway passes such an answer through as the upstream wrote it).
+        if req.request.n.is_some_and(|n| n > 1) {
+            return Err(BackendError::unsupported(
+                &self.inner.name,
+                "`n` > 1 is supported without streaming only",
+            ));
+        }
         let mut tries = self.tries(req, true)?;
         let accepted = tries.open().await?;
         let state = StreamState::new(tries, accepted);

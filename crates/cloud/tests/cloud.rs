@@ -211,6 +211,26 @@ async fn non_stream_passthrough_returns_the_upstream_json_unchanged() {
     assert_eq!(server.requests()[0].header("authorization"), None);
 }
 
+/// Several choices cannot travel as one stream of events: a stream with
+/// `n` > 1 is refused before anything is sent (never choices silently
+/// dropped); without streaming they come back whole.
+#[tokio::test]
+async fn n_above_one_streams_never_and_passes_through_whole() {
+    let answer = json!({"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "A"}, "finish_reason": "stop"},
+            {"index": 1, "message": {"role": "assistant", "content": "B"}, "finish_reason": "stop"}]});
+    let reply = answer.clone();
+    let server = Server::start(move |_| vec![Step::Status(200, vec![], reply.clone())]).await;
+    let b = backend(&tier(&[&server.url]));
+    let refused = open(&b, request(json!({"n": 2}))).await.err().expect("refused");
+    assert_eq!(refused.kind, BackendErrorKind::Unsupported);
+    assert!(refused.failover_allowed());
+    assert!(server.requests().is_empty(), "nothing was sent");
+    assert_eq!(b.complete_raw(request(json!({"n": 2}))).await.unwrap(), answer);
+    assert_eq!(server.requests()[0].body["n"], 2);
+}
+
 #[tokio::test]
 async fn finished_answers_leave_the_connection_in_the_pool() {
     let server = Server::start_keep_alive(|n| match n % 2 {

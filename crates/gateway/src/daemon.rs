@@ -22,7 +22,7 @@ impl Probe for LocalProbe {
             // A model that is not loaded yet loads on the first request.
             ready: s.last_load_error.is_none() || s.loaded,
             queue: u32::try_from(s.queued + s.busy).unwrap_or(u32::MAX),
-            tps: s.gen_tps.or(s.bench_gen_tps).unwrap_or(0.0),
+            tps: s.gen_tps.or(s.bench_gen_tps),
             rtt_ms: 0.0,
         }
     }
@@ -38,7 +38,7 @@ impl Probe for CloudProbe {
         TierHealth {
             ready: self.0.is_up(),
             queue: 0,
-            tps: 0.0,
+            tps: None,
             rtt_ms: self.0.rtt_ms().unwrap_or(0.0),
         }
     }

@@ -102,8 +102,9 @@ fn restoring(inner: EventStream, restorer: redact::EventRestorer) -> EventStream
                 match inner.next().await {
                     Some(Ok(ev)) => q.extend(r.push(ev).into_iter().map(Ok)),
                     Some(Err(e)) => {
-                        // What the cloud said before breaking is part of the answer.
-                        q.extend(r.finish().into_iter().map(Ok));
+                        // A held start of a placeholder is not shown raw:
+                        // the successor continues from what was shown.
+                        r.abandon();
                         q.push_back(Err(e));
                         done = true;
                     }
@@ -152,10 +153,13 @@ pub struct Run {
     /// successor has left (one token each for the local model and for
     /// OpenAI-style servers).
     pieces_sent: u32,
-    /// Content events from the current backend, and whether it reported its
-    /// usage: a backend cut before its usage is counted by its pieces.
+    /// Content events from the current backend, and the last usage it
+    /// reported: a backend cut before its usage is counted by its pieces.
+    /// Its reports are running totals (vLLM's `continuous_usage_stats` sends
+    /// one with every chunk): the last one counts, not their sum.
     current_pieces: u32,
-    current_usage: bool,
+    current_usage: Option<Usage>,
+    /// The usage of the backends before the current one.
     usage: Usage,
     saw_usage: bool,
     /// The backend sent its finish: a later break loses nothing.
@@ -181,7 +185,7 @@ impl Run {
             content_sent: false,
             pieces_sent: 0,
             current_pieces: 0,
-            current_usage: false,
+            current_usage: None,
             usage: Usage::default(),
             saw_usage: false,
             finished: false,
@@ -317,6 +321,13 @@ impl Run {
                     h.reason = "low_confidence".into();
                 }
                 self.pending.clear();
+                // The test runs once. Should every backend after it fail,
+                // the unsure local answer beats none: the local model
+                // stays the last resort.
+                self.cascade = None;
+                if !self.attempts.iter().any(|b| Arc::ptr_eq(b, &backend)) {
+                    self.attempts.push_back(backend);
+                }
                 continue;
             }
             // Read up to the first content event.
@@ -509,11 +520,12 @@ impl Run {
         }
         // What the cut backend produced counts in the answer's usage even
         // when it never reported it (its prompt tokens stay unknown).
-        if !self.current_usage && self.current_pieces > 0 {
-            self.usage.add(Usage::new(0, self.current_pieces));
+        match self.current_usage.take() {
+            Some(u) => self.usage.add(u),
+            None if self.current_pieces > 0 => self.usage.add(Usage::new(0, self.current_pieces)),
+            None => {}
         }
         self.current_pieces = 0;
-        self.current_usage = false;
     }
 
     /// A handover away from `from`, to the next backend in the plan.
@@ -598,9 +610,8 @@ impl Run {
                 self.content_sent = true;
             }
             Event::Usage(u) => {
-                self.usage.add(*u);
+                self.current_usage = Some(*u);
                 self.saw_usage = true;
-                self.current_usage = true;
             }
             Event::Finish(_) => self.finished = true,
             _ => {}
@@ -609,6 +620,12 @@ impl Run {
     }
 
     pub fn usage(&self) -> Option<Usage> {
-        self.saw_usage.then_some(self.usage)
+        self.saw_usage.then(|| {
+            let mut u = self.usage;
+            if let Some(c) = self.current_usage {
+                u.add(c);
+            }
+            u
+        })
     }
 }

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use api::{Aggregate, ApiError, ChatRequest, Event, Renderer, TandemInfo, Usage};
+use api::{Aggregate, ApiError, BackendError, ChatRequest, Event, FinishReason, Renderer, TandemInfo, Usage};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -336,35 +336,47 @@ async fn prepare(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Ru
 }
 
 /// A non-stream answer from a backend that speaks OpenAI itself (the cloud)
-/// goes back as it came, apart from `model` and the added `tandem` object.
-/// `None` when the first backend does not offer it or failed (the run then
-/// goes on with the next backend).
+/// goes back as it came, apart from `model` and the added `tandem` object:
+/// every choice, log-probabilities, `system_fingerprint`, vendor fields.
+/// Backends are tried in order while they offer it; `None` at the first
+/// that does not (the local model: the run goes on from there), or when
+/// none is left. With `n` > 1 only such a backend can answer: one that
+/// cannot is skipped, its refusal recorded.
 async fn passthrough(run: &mut Run, renderer: &Renderer) -> Option<(Response, Option<Usage>)> {
-    let backend = run.peek_backend()?;
     // The cascade needs the local model's tokens, never a cloud's whole body.
     if run.is_cascade() {
         return None;
     }
-    let fut = backend.complete_raw(run.generate_for(backend.as_ref()))?;
-    run.skip_backend();
-    match fut.await {
-        Ok(mut v) => {
-            run.restore_completion(backend.as_ref(), &mut v);
-            run.info.route = backend.name().to_owned();
-            let usage = serde_json::from_value::<Usage>(v["usage"].clone()).ok();
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("model".into(), Value::String(renderer.model().to_owned()));
-                obj.insert("tandem".into(), json!(run.info));
+    let several = run.request().n.is_some_and(|n| n > 1);
+    loop {
+        let backend = run.peek_backend()?;
+        let Some(fut) = backend.complete_raw(run.generate_for(backend.as_ref())) else {
+            if !several {
+                return None;
             }
-            Some((json_response(&run.info, &v), usage))
-        }
-        Err(e) => {
-            let allowed = e.failover_allowed();
-            run.note_failure(backend.name(), e);
-            if allowed {
-                None
-            } else {
-                Some((HttpError(run.take_error()).into_response(), None))
+            run.skip_backend();
+            let refusal = BackendError::unsupported(backend.name(), "`n` > 1: this backend gives one answer");
+            run.note_failure(backend.name(), refusal);
+            continue;
+        };
+        run.skip_backend();
+        match fut.await {
+            Ok(mut v) => {
+                run.restore_completion(backend.as_ref(), &mut v);
+                run.info.route = backend.name().to_owned();
+                let usage = serde_json::from_value::<Usage>(v["usage"].clone()).ok();
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("model".into(), Value::String(renderer.model().to_owned()));
+                    obj.insert("tandem".into(), json!(run.info));
+                }
+                return Some((json_response(&run.info, &v), usage));
+            }
+            Err(e) => {
+                let allowed = e.failover_allowed();
+                run.note_failure(backend.name(), e);
+                if !allowed {
+                    return Some((HttpError(run.take_error()).into_response(), None));
+                }
             }
         }
     }
@@ -405,6 +417,7 @@ fn stream_response(run: Run, renderer: Renderer, started: Instant) -> Response {
         answer: String::new(),
         logging: crate::logging::content_logging(),
         phase: Phase::Role,
+        finish: None,
         span: tracing::Span::current(),
     };
     let chunks = futures::stream::unfold(pump, |mut p| async move {
@@ -441,6 +454,9 @@ struct Pump {
     answer: String,
     logging: bool,
     phase: Phase,
+    /// Without `include_usage`, the finish chunk waits for the end of the
+    /// run so that it can carry the `tandem` object (complete only then).
+    finish: Option<FinishReason>,
     /// The request's span: logs written while streaming carry its id.
     span: tracing::Span,
 }
@@ -465,6 +481,9 @@ impl Pump {
                     };
                     match next {
                         Some(Ok(Event::Usage(_))) => {}
+                        Some(Ok(Event::Finish(reason))) if !self.run.request().include_usage() => {
+                            self.finish = Some(reason);
+                        }
                         Some(Ok(ev)) => {
                             if self.ttft.is_none() && ev.is_content() {
                                 self.ttft = Some(self.started.elapsed());
@@ -481,6 +500,9 @@ impl Pump {
                         Some(Err(e)) => return Some(self.error(&e)),
                         None => {
                             self.phase = Phase::Done;
+                            if let Some(reason) = self.finish {
+                                return Some(self.renderer.finish_and_done(reason, &self.run.info));
+                            }
                             let usage = if self.run.request().include_usage() {
                                 Some(self.run.usage().unwrap_or_default())
                             } else {

@@ -86,11 +86,7 @@ impl Offline {
         let req = chat(messages);
         let scores = self.routing.score(&req);
         let explained = self.routing.explain(&req, &HeaderMap::new(), None);
-        let entities: Vec<Value> = scores
-            .entities
-            .iter()
-            .map(|e| json!({"label": e.label.as_str(), "message": e.message, "start": e.start, "end": e.end}))
-            .collect();
+        let entities = crate::routing::entities_json(&scores, req.messages.len());
         Ok(json!({
             "id": id,
             "complexity": scores.complexity,

@@ -173,7 +173,11 @@ impl Routing {
                     .is_some_and(|t| t == "json_schema" || t == "json_object")
             }),
         };
-        self.scorer.score(&turns, shape)
+        // What leaves besides the contents (a name, earlier tool-call
+        // arguments, `user`, `metadata`) is scanned for privacy too, so a
+        // value that appears only there still keeps the request local and
+        // is redacted (`redact` reads the same list).
+        self.scorer.score_with_side(&turns, &req.side_texts(), shape)
     }
 
     /// All the signals for one request.
@@ -225,7 +229,10 @@ impl Routing {
             Some(h) => {
                 s.local_ready = h.ready;
                 s.local_queue = i64::from(h.queue);
-                s.local_tps = h.tps;
+                // Unknown (not measured yet): the default, an adequate speed.
+                if let Some(tps) = h.tps {
+                    s.local_tps = tps;
+                }
             }
             None => {
                 s.local_ready = false;
@@ -331,7 +338,7 @@ impl Routing {
     /// The decision alone, for `POST /v1/route` and `tandem route`.
     pub fn explain(&self, req: &ChatRequest, headers: &HeaderMap, tiers: Option<&Tiers>) -> Value {
         let (scores, signals, decision) = self.decide(req, headers, tiers);
-        explain_json(&decision, &signals, &scores)
+        explain_json(&decision, &signals, &scores, req.messages.len())
     }
 
     pub fn status(&self) -> Value {
@@ -370,12 +377,25 @@ fn ordered_tiers(d: &Decision) -> Vec<String> {
     names
 }
 
-pub fn explain_json(d: &Decision, s: &Signals, scores: &Scores) -> Value {
-    let entities: Vec<Value> = scores
+/// The entities for an explanation: each in a message (`message`: its
+/// index) or in one of the request's other strings (`side`: its index in
+/// `ChatRequest::side_texts`); offsets in characters.
+pub fn entities_json(scores: &Scores, messages: usize) -> Vec<Value> {
+    scores
         .entities
         .iter()
-        .map(|e| json!({"label": e.label.as_str(), "message": e.message, "start": e.start, "end": e.end}))
-        .collect();
+        .map(|e| {
+            let (key, at) = match e.message.checked_sub(messages) {
+                Some(k) => ("side", k),
+                None => ("message", e.message),
+            };
+            json!({"label": e.label.as_str(), key: at, "start": e.start, "end": e.end})
+        })
+        .collect()
+}
+
+pub fn explain_json(d: &Decision, s: &Signals, scores: &Scores, messages: usize) -> Value {
+    let entities = entities_json(scores, messages);
     json!({
         "route": d.target.label(),
         "rule": d.rule,
@@ -465,14 +485,25 @@ fn unknown_model(name: &str) -> ApiError {
     .with_param("model")
 }
 
-/// Polls the policy file's modification time and reloads on change. Polling
-/// (not inotify) works the same on every OS and inside containers with
-/// bind-mounted files, at the cost of up to one interval of delay.
+/// Polls the policy file and reloads when its bytes change. Polling (not
+/// inotify) works the same on every OS and inside containers with
+/// bind-mounted files, at the cost of up to one interval of delay. The
+/// content is compared, not the modification time: an edit of the same
+/// length within the file system's time granularity (or one that keeps the
+/// time, as `cp -p` and some editors do) is seen too. A policy is a few
+/// kilobytes: reading it once per interval costs nothing.
 pub async fn watch_policy(routing: Arc<Routing>, every: Duration) {
+    use std::hash::{Hash, Hasher};
     let Some(path) = routing.policy_file().map(Path::to_path_buf) else {
         return;
     };
-    let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| Ok((m.modified()?, m.len()))).ok();
+    let stamp = |p: &Path| {
+        std::fs::read(p).ok().map(|bytes| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut h);
+            h.finish()
+        })
+    };
     // The first look always reads the file: an edit made after the policy
     // in force was read, before this task started, is not lost (a text
     // already in force is not swapped again).

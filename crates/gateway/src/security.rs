@@ -11,7 +11,7 @@ use std::time::Duration;
 use api::ApiError;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, Version, header};
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 pub struct Security {
     /// Extra `Host` names accepted besides loopback ones (lowercase, no port).
@@ -86,12 +86,10 @@ impl Security {
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
                 .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-                .allow_headers([
-                    header::CONTENT_TYPE,
-                    header::AUTHORIZATION,
-                    header::HeaderName::from_static("x-tandem-privacy"),
-                    header::HeaderName::from_static("x-tandem-route"),
-                ])
+                // The headers a preflight asks for, whatever they are: the
+                // SDKs send their own (openai-node's `x-stainless-*`), apps
+                // the `x-tandem-*` hints. The origin list is the gate.
+                .allow_headers(AllowHeaders::mirror_request())
                 .expose_headers([
                     header::HeaderName::from_static("x-tandem-route"),
                     header::HeaderName::from_static("x-tandem-rule"),

@@ -18,8 +18,10 @@ pub struct TierHealth {
     pub ready: bool,
     /// Requests waiting for a slot (local) or in flight (cloud).
     pub queue: u32,
-    /// Generation speed measured on this device (local only).
-    pub tps: f64,
+    /// Generation speed measured on this device (local only); `None` until
+    /// measured (a model not loaded yet), when routing assumes an adequate
+    /// speed rather than a device too slow to answer.
+    pub tps: Option<f64>,
     /// Smoothed time to response headers (cloud only).
     pub rtt_ms: f64,
 }

@@ -217,7 +217,9 @@ pub fn render(state: &AppState) -> String {
     for t in &state.tiers.tiers {
         let health = t.probe.health();
         if t.is_local() {
-            gauge!("tandem_local_tokens_per_second", "tier" => t.name.clone()).set(health.tps);
+            if let Some(tps) = health.tps {
+                gauge!("tandem_local_tokens_per_second", "tier" => t.name.clone()).set(tps);
+            }
             gauge!("tandem_local_queue_depth", "tier" => t.name.clone()).set(f64::from(health.queue));
         } else {
             gauge!("tandem_cloud_up", "tier" => t.name.clone()).set(if health.ready { 1.0 } else { 0.0 });

@@ -39,6 +39,33 @@ fn json_lines(out: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// A value that appears only outside the message contents (an earlier tool
+/// call's arguments, a message's `name`) is found, reported as `side`, and
+/// keeps the request on the device.
+#[test]
+fn score_reads_tool_call_arguments_and_names() {
+    let line = serde_json::json!({"id": 1, "messages": [
+        {"role": "user", "content": "Pay the usual invoice."},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "pay", "arguments": "{\"card\":\"4111 1111 1111 1111\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "done"},
+        {"role": "user", "name": "wei.zhang@example.com", "content": "Thanks, and the same next month."}
+    ]});
+    let out = tandem(&["score"], &line.to_string());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let l = &json_lines(&out.stdout)[0];
+    let entities = l["entities"].as_array().unwrap();
+    for label in ["credit_card", "email"] {
+        let e = entities
+            .iter()
+            .find(|e| e["label"] == label)
+            .unwrap_or_else(|| panic!("no {label}: {l}"));
+        assert!(e["side"].is_u64() && e.get("message").is_none(), "{e}");
+    }
+    assert_eq!(l["route"], "local", "private stays on the device: {l}");
+    assert!(l["privacy"].as_f64().unwrap() >= 0.5, "{l}");
+}
+
 #[test]
 fn score_answers_every_line_with_character_offsets_and_survives_bad_lines() {
     let text = "我叫张伟, mail me at wei.zhang@example.com";

@@ -28,6 +28,8 @@ enum Step {
     /// A tool-call delta: index, id (on the call's first delta), arguments.
     Tool(u32, Option<&'static str>, &'static str),
     Logprobs,
+    /// Text the model was unsure of (a cascade's test fails on it).
+    Unsure(&'static str),
 }
 
 struct Fake {
@@ -41,6 +43,9 @@ struct Fake {
     seen: Mutex<Vec<Option<String>>>,
     /// Each call's `max_tokens`.
     budgets: Mutex<Vec<Option<u32>>>,
+    /// A whole OpenAI answer: when set, the fake offers `complete_raw`, as
+    /// a cloud backend does (refusing it when `refuse` is set).
+    raw: Mutex<Option<Value>>,
     /// What `prepare` was given to continue from, per call.
     prepared: Mutex<Vec<Option<String>>>,
     /// Per `prepare` call: whether the caller has asked that work to stop.
@@ -57,6 +62,7 @@ impl Fake {
             calls: AtomicUsize::new(0),
             seen: Mutex::new(vec![]),
             budgets: Mutex::new(vec![]),
+            raw: Mutex::new(None),
             prepared: Mutex::new(vec![]),
             prepare_stops: Mutex::new(vec![]),
         })
@@ -70,6 +76,7 @@ impl Fake {
             calls: AtomicUsize::new(0),
             seen: Mutex::new(vec![]),
             budgets: Mutex::new(vec![]),
+            raw: Mutex::new(None),
             prepared: Mutex::new(vec![]),
             prepare_stops: Mutex::new(vec![]),
         })
@@ -106,9 +113,27 @@ impl Backend for Fake {
                     arguments: args.to_owned(),
                 }),
                 Step::Logprobs => Ok(Event::Logprobs(json!({"content": []}))),
+                Step::Unsure(t) => Ok(Event::Text {
+                    text: t.to_owned(),
+                    stats: Some(api::TokenStats {
+                        logprob: -6.0,
+                        entropy: 3.0,
+                    }),
+                }),
             }));
             Ok(Box::pin(s) as EventStream)
         })
+    }
+    fn complete_raw(&self, _req: Generate) -> Option<BoxFuture<'_, Result<Value, BackendError>>> {
+        let raw = self.raw.lock().unwrap().clone()?;
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let (name, refuse) = (self.name, self.refuse);
+        Some(Box::pin(async move {
+            match refuse {
+                Some(kind) => Err(BackendError::upstream(name, kind, "refused")),
+                None => Ok(raw),
+            }
+        }))
     }
     fn prepare(&self, req: Generate) -> Option<Prepared> {
         self.prepared.lock().unwrap().push(req.continue_from);
@@ -118,11 +143,13 @@ impl Backend for Fake {
     }
 }
 
+/// A ready tier on a device whose local speed was measured.
 struct Up;
 impl Probe for Up {
     fn health(&self) -> TierHealth {
         TierHealth {
             ready: true,
+            tps: Some(40.0),
             ..Default::default()
         }
     }
@@ -132,6 +159,14 @@ impl Probe for Up {
 }
 
 fn state(tiers: Vec<Arc<Fake>>, default: &str) -> Arc<AppState> {
+    let local = tiers.iter().find(|f| f.local).map(|f| f.name).unwrap_or_default();
+    let policy = format!(
+        "version = 1\ndefault_local = \"{local}\"\n[[rule]]\nname = \"default\"\nwhen = \"true\"\ntarget = \"{default}\"\n"
+    );
+    state_with_policy(tiers, &policy)
+}
+
+fn state_with_policy(tiers: Vec<Arc<Fake>>, policy: &str) -> Arc<AppState> {
     let tiers = Tiers {
         tiers: tiers
             .into_iter()
@@ -142,12 +177,8 @@ fn state(tiers: Vec<Arc<Fake>>, default: &str) -> Arc<AppState> {
             })
             .collect(),
     };
-    let local = tiers.first_local().map(|t| t.name.clone()).unwrap_or_default();
-    let policy = format!(
-        "version = 1\ndefault_local = \"{local}\"\n[[rule]]\nname = \"default\"\nwhen = \"true\"\ntarget = \"{default}\"\n"
-    );
     let targets = Routing::targets_for(&tiers);
-    let routing = Routing::new(&policy, std::path::Path::new("test-policy.toml"), false, targets).unwrap();
+    let routing = Routing::new(policy, std::path::Path::new("test-policy.toml"), false, targets).unwrap();
     Arc::new(AppState {
         security: Security {
             allowed_hosts: vec!["tandem.internal".into()],
@@ -253,7 +284,12 @@ async fn stream_has_one_id_usage_and_done() {
     let events = sse_json(&body);
     assert_eq!(sse_text(&events), "ab");
     assert!(events.iter().all(|e| e.get("usage").is_none()), "{body}");
-    assert_eq!(events.last().unwrap()["tandem"]["route"], "local-a");
+    // Every chunk has a choice (an SDK loop may read `choices[0]`): the
+    // finish chunk carries the `tandem` object.
+    assert!(events.iter().all(|e| e["choices"][0].is_object()), "{body}");
+    let last = events.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "stop", "{body}");
+    assert_eq!(last["tandem"]["route"], "local-a");
 }
 
 #[tokio::test]
@@ -428,6 +464,17 @@ async fn cors_answers_only_configured_origins_and_only_when_configured() {
     let (status, h, _) = send(&on, preflight("http://localhost:3000")).await;
     assert!(status.is_success(), "{status}");
     assert_eq!(allowed(&h).unwrap(), "http://localhost:3000");
+    // The headers openai-node sends from a browser, and the app hints.
+    let mut req = preflight("http://localhost:3000");
+    let asked = "authorization,content-type,x-stainless-os,x-stainless-retry-count,x-tandem-app";
+    req.headers_mut()
+        .insert("access-control-request-headers", asked.parse().unwrap());
+    let (status, h, _) = send(&on, req).await;
+    assert!(status.is_success(), "{status}");
+    let granted = h["access-control-allow-headers"].to_str().unwrap().to_ascii_lowercase();
+    for name in asked.split(',') {
+        assert!(granted.contains(name), "{name} not allowed: {granted}");
+    }
     let (_, h, _) = send(&on, preflight("http://evil.example")).await;
     assert_eq!(allowed(&h), None, "an origin not listed");
 }
@@ -585,6 +632,26 @@ async fn policy_hot_reload_swaps_good_files_and_keeps_the_old_one_on_errors() {
     assert_eq!(rule(&routing), "second-edit");
     let err = routing.last_reload_error().unwrap();
     assert!(err.contains("policy.toml:5:"), "{err}");
+
+    // An edit of the same length that keeps the modification time (within
+    // the file system's granularity, or `cp -p`) is picked up too.
+    std::fs::write(&path, one_rule_policy("third-edit1")).unwrap();
+    while rule(&routing) != "third-edit1" {
+        assert!(std::time::Instant::now() < deadline, "the third edit was not picked up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::fs::write(&path, one_rule_policy("third-edit2")).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    while rule(&routing) != "third-edit2" {
+        assert!(std::time::Instant::now() < deadline, "a same-length edit was missed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -676,7 +743,11 @@ async fn a_successor_gets_the_budget_left_and_usage_counts_the_cut_part() {
         vec![
             Step::Text("one "),
             Step::Text("two "),
+            // Running totals, as vLLM's `continuous_usage_stats` sends them
+            // with every chunk: the last counts, not their sum.
+            Step::Usage(20, 2),
             Step::Text("three "),
+            Step::Usage(20, 3),
             Step::Fail(BackendErrorKind::Interrupted),
         ],
     );
@@ -699,8 +770,28 @@ async fn a_successor_gets_the_budget_left_and_usage_counts_the_cut_part() {
         "10 asked, 3 sent before the cut"
     );
     let usage = run.usage().unwrap();
-    assert_eq!((usage.prompt_tokens, usage.completion_tokens), (30, 4), "{usage:?}");
-    assert_eq!(usage.total_tokens, 34);
+    assert_eq!((usage.prompt_tokens, usage.completion_tokens), (50, 4), "{usage:?}");
+    assert_eq!(usage.total_tokens, 54);
+
+    // A cut backend that never reported usage counts by its pieces.
+    let cloud = Fake::new(
+        "cloud-a",
+        false,
+        vec![Step::Text("one "), Step::Fail(BackendErrorKind::Interrupted)],
+    );
+    let local = Fake::new(
+        "local-a",
+        true,
+        vec![Step::Text("two."), Step::Usage(30, 1), Step::Finish],
+    );
+    let mut run = gateway::engine::Run::new(
+        serde_json::from_value(json!({"model": "auto", "messages": [{"role": "user", "content": "count"}]})).unwrap(),
+        plan(&[&cloud, &local], true, false),
+    );
+    run.start().await.unwrap();
+    assert_eq!(drain_text(&mut run).await, "one two.");
+    let usage = run.usage().unwrap();
+    assert_eq!((usage.prompt_tokens, usage.completion_tokens), (30, 2), "{usage:?}");
 }
 
 #[tokio::test]
@@ -834,4 +925,186 @@ async fn tool_calls_stream_live_when_no_successor_could_take_over() {
     assert_eq!(calls.len(), 1, "the delta went out before the cut");
     assert!(err.is_some(), "half a call is never passed off as whole");
     assert_eq!(cloud.calls.load(Ordering::SeqCst), 0);
+}
+
+/// A cascade escalates an unsure local start to the cloud; when the cloud
+/// then fails before content, the local model answers after all (once, not
+/// tested again) rather than the app getting an error.
+#[tokio::test]
+async fn a_cascade_whose_cloud_fails_falls_back_to_the_local_model() {
+    let local = Fake::new(
+        "local-a",
+        true,
+        vec![Step::Unsure("maybe "), Step::Unsure("so."), Step::Finish],
+    );
+    let cloud = Fake::new("cloud-a", false, vec![Step::Fail(BackendErrorKind::Connect)]);
+    let mut p = plan(&[&local, &cloud], true, false);
+    p.cascade = Some(gateway::engine::Cascade {
+        hold_tokens: 2,
+        min_mean_logprob: -1.0,
+    });
+    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
+    let mut run = gateway::engine::Run::new(req, p);
+    run.start().await.unwrap();
+    assert_eq!(drain_text(&mut run).await, "maybe so.");
+    assert_eq!(
+        local.calls.load(Ordering::SeqCst),
+        2,
+        "the unsure start, then the last resort"
+    );
+    assert_eq!(cloud.calls.load(Ordering::SeqCst), 1);
+    let reasons: Vec<(&str, &str, &str)> = run
+        .info
+        .handovers
+        .iter()
+        .map(|h| (h.from.as_str(), h.to.as_str(), h.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("local-a", "cloud-a", "low_confidence"),
+            ("cloud-a", "local-a", "connect")
+        ]
+    );
+
+    // A confident start is not escalated.
+    let local = Fake::new("local-a", true, vec![Step::Text("sure."), Step::Finish]);
+    let cloud = Fake::new("cloud-a", false, vec![Step::Text("cloud."), Step::Finish]);
+    let mut p = plan(&[&local, &cloud], true, false);
+    p.cascade = Some(gateway::engine::Cascade {
+        hold_tokens: 2,
+        min_mean_logprob: -1.0,
+    });
+    let mut run = gateway::engine::Run::new(api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(), p);
+    run.start().await.unwrap();
+    assert_eq!(drain_text(&mut run).await, "sure.");
+    assert_eq!(cloud.calls.load(Ordering::SeqCst), 0);
+}
+
+/// Redact-then-cloud: the cloud breaks while the start of a placeholder is
+/// held back. It is not shown raw; the local model continues from what the
+/// app has seen.
+#[tokio::test]
+async fn a_break_inside_a_placeholder_shows_none_of_it() {
+    let req = api::ChatRequest::from_slice(
+        br#"{"model":"auto","messages":[{"role":"user","content":"My card is 4111 1111 1111 1111. Is it valid?"}]}"#,
+    )
+    .unwrap();
+    let texts: Vec<(api::Role, std::borrow::Cow<'_, str>)> = req.texts().collect();
+    let turns: Vec<scoring::Turn<'_>> = texts
+        .iter()
+        .map(|(role, text)| scoring::Turn { role: *role, text })
+        .collect();
+    let scores = scoring::Scorer::new().score(&turns, scoring::RequestShape::default());
+    let redact = gateway::engine::Redact::new(&req, &scores);
+    assert_eq!(redact.redaction.map.len(), 1, "{:?}", scores.entities);
+
+    let cloud = Fake::new(
+        "cloud-a",
+        false,
+        vec![
+            Step::Text("Your card "),
+            Step::Text("[CREDIT_CA"),
+            Step::Fail(BackendErrorKind::Interrupted),
+        ],
+    );
+    let local = Fake::new("local-a", true, vec![Step::Text("looks valid."), Step::Finish]);
+    let mut p = plan(&[&cloud, &local], true, false);
+    p.redact = Some(redact);
+    let mut run = gateway::engine::Run::new(req, p);
+    run.start().await.unwrap();
+    assert_eq!(drain_text(&mut run).await, "Your card looks valid.");
+    assert_eq!(*local.seen.lock().unwrap(), [Some("Your card ".to_owned())]);
+}
+
+/// A local model whose speed is not measured yet (loaded on demand) is not
+/// taken for a device too slow to answer: `local_tps` keeps its default.
+#[tokio::test]
+async fn an_unmeasured_local_speed_is_not_zero() {
+    struct Measured(Option<f64>);
+    impl Probe for Measured {
+        fn health(&self) -> TierHealth {
+            TierHealth {
+                ready: true,
+                tps: self.0,
+                ..Default::default()
+            }
+        }
+        fn status(&self) -> Value {
+            json!({})
+        }
+    }
+    let local = Fake::new("local-a", true, vec![Step::Finish]);
+    let st = state(vec![local.clone()], "local-a");
+    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
+    let headers = axum::http::HeaderMap::new();
+    let scores = st.routing.score(&req);
+    let tps = |measured: Option<f64>| {
+        let tiers = Tiers {
+            tiers: vec![Tier {
+                name: "local-a".into(),
+                backend: local.clone() as Arc<dyn Backend>,
+                probe: Arc::new(Measured(measured)),
+            }],
+        };
+        st.routing.signals(&req, &headers, &scores, Some(&tiers)).local_tps
+    };
+    assert_eq!(tps(None), policy::Signals::default().local_tps);
+    assert!(tps(None) >= 8.0, "{}", tps(None));
+    assert_eq!(tps(Some(5.5)), 5.5);
+}
+
+/// Non-stream answers from backends that speak OpenAI pass through whole,
+/// also after a failover: with `n` = 2 the local model (one answer) is
+/// skipped, a failing cloud tier is followed by the next, whose every
+/// choice and field reaches the app.
+#[tokio::test]
+async fn several_choices_pass_through_from_the_cloud_after_failovers() {
+    let local = Fake::new("local-a", true, vec![Step::Text("one answer"), Step::Finish]);
+    let broken = Fake::refusing("cloud-a", false, BackendErrorKind::Unavailable);
+    *broken.raw.lock().unwrap() = Some(json!({}));
+    let cloud = Fake::new("cloud-b", false, vec![]);
+    let answer = json!({"id": "up-1", "object": "chat.completion", "created": 1, "model": "big",
+        "system_fingerprint": "fp_1",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "A"}, "finish_reason": "stop", "logprobs": null},
+            {"index": 1, "message": {"role": "assistant", "content": "B"}, "finish_reason": "stop", "logprobs": null}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}});
+    *cloud.raw.lock().unwrap() = Some(answer.clone());
+    let policy = "version = 1\ndefault_local = \"local-a\"\n[[rule]]\nname = \"all\"\nwhen = \"true\"\n\
+                  target = \"local-a\"\nfallbacks = [\"cloud-a\", \"cloud-b\"]\n";
+    let st = state_with_policy(vec![local.clone(), broken.clone(), cloud.clone()], policy);
+    let body = CHAT.replace(r#""model":"auto","#, r#""model":"auto","n":2,"#);
+    let (status, headers, text) = send(&st, post(&body)).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(headers["x-tandem-route"], "cloud-b");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["choices"], answer["choices"]);
+    assert_eq!(v["system_fingerprint"], "fp_1");
+    assert_eq!(v["model"], "auto");
+    let hops: Vec<(&str, &str, &str)> = v["tandem"]["handovers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["from"].as_str().unwrap(),
+                h["to"].as_str().unwrap(),
+                h["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hops,
+        [
+            ("local-a", "cloud-a", "unsupported"),
+            ("cloud-a", "cloud-b", "unavailable")
+        ]
+    );
+    assert_eq!(local.calls.load(Ordering::SeqCst), 0, "the local model was not asked");
+
+    // One choice: the local model answers first, as the policy says.
+    let (status, headers, text) = send(&st, post(CHAT)).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(headers["x-tandem-route"], "local-a");
 }

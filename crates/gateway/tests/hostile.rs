@@ -67,7 +67,7 @@ impl Probe for Up {
     fn health(&self) -> TierHealth {
         TierHealth {
             ready: true,
-            tps: 50.0,
+            tps: Some(50.0),
             ..Default::default()
         }
     }

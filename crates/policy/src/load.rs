@@ -301,9 +301,12 @@ fn compile(
 /// can never give a bool (`thermal >= 2`, `complexity + 1`) are refused at
 /// load instead of silently never matching. Errors that depend on the values
 /// (division by zero, an index out of range) are left to evaluation time.
+/// But one that fails on every sample (an invalid regular expression, a
+/// division by a constant zero) could never match, and is refused too.
 /// Returns the condition's value when it reads no signal.
 fn trial(env: &Arc<Env>, program: &Program, constant: bool) -> Result<Option<bool>, String> {
     let mut last = None;
+    let mut failure = None;
     for sample in trial_samples() {
         let resolver = SignalResolver::new(&sample);
         let mut ctx = Context::with_env(Arc::clone(env));
@@ -311,11 +314,16 @@ fn trial(env: &Arc<Env>, program: &Program, constant: bool) -> Result<Option<boo
         match program.execute(&ctx) {
             Ok(Value::Bool(b)) => last = Some(b),
             Ok(other) => return Err(format!("the condition gives a {}, not a bool", other.type_of())),
-            Err(e) if depends_on_values(&e) => {}
+            Err(e) if depends_on_values(&e) => failure = failure.or(Some(e)),
             Err(e) => return Err(format!("the condition cannot be evaluated: {e}")),
         }
     }
-    Ok(if constant { last } else { None })
+    match (last, failure) {
+        (None, Some(e)) => Err(format!(
+            "the condition fails whatever the signals ({e}), so the rule could never match"
+        )),
+        _ => Ok(if constant { last } else { None }),
+    }
 }
 
 fn depends_on_values(e: &ExecutionError) -> bool {

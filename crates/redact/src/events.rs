@@ -98,6 +98,13 @@ impl EventRestorer {
         out
     }
 
+    /// The stream broke: what is held (at most the start of a placeholder,
+    /// and a tool call a successor will make again) is dropped, never shown
+    /// half restored. The answer goes on from what the app has seen.
+    pub fn abandon(&mut self) {
+        drop(self.finish());
+    }
+
     fn flush_text(&mut self, out: &mut Vec<Event>) {
         let text = self.text.finish();
         if !text.is_empty() {

@@ -95,6 +95,14 @@ fn flagged_values<'r>(req: &'r ChatRequest, spans: &[Span]) -> Vec<(&'static str
     // Stable order whatever order the scanner reported them in: by message,
     // then position, the longer first so it absorbs what it contains.
     spans.sort_by_key(|s| (s.message, s.byte_start, std::cmp::Reverse(s.byte_end), s.label));
+    // Past the messages, an index names one of the request's side texts
+    // (`ChatRequest::side_texts`, which the scanner was given in the same
+    // order).
+    let side = if spans.iter().any(|s| s.message >= req.messages.len()) {
+        req.side_texts()
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::new();
     let mut i = 0;
     while i < spans.len() {
@@ -103,8 +111,11 @@ fn flagged_values<'r>(req: &'r ChatRequest, spans: &[Span]) -> Vec<(&'static str
         while j < spans.len() && spans[j].message == msg {
             j += 1;
         }
-        if let Some(m) = req.messages.get(msg) {
-            let segs = segments(m);
+        let segs = match req.messages.get(msg) {
+            Some(m) => Some(segments(m)),
+            None => side.get(msg - req.messages.len()).map(|t| vec![(0, *t)]),
+        };
+        if let Some(segs) = segs {
             let valid = spans[i..j]
                 .iter()
                 .filter(|s| is_boundary(&segs, s.byte_start) && is_boundary(&segs, s.byte_end));

@@ -159,6 +159,49 @@ fn unflagged_occurrences_tool_arguments_and_tool_results_are_redacted() {
 }
 
 #[test]
+fn spans_in_side_texts_are_redacted_wherever_the_value_is() {
+    let mut req = request(json!([
+        {"role": "user", "content": "Pay the usual invoice."},
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "pay",
+             "arguments": "{\"card\":\"4111 1111 1111 1111\"}"}}
+        ]},
+        {"role": "user", "content": "Again, please."}
+    ]));
+    req.extra.insert("metadata".into(), json!({"owner": "ops@example.com"}));
+    let side = req.side_texts();
+    let at = |needle: &str, label| {
+        let k = side.iter().position(|t| t.contains(needle)).unwrap();
+        let start = side[k].find(needle).unwrap();
+        Span {
+            message: req.messages.len() + k,
+            byte_start: start,
+            byte_end: start + needle.len(),
+            label,
+        }
+    };
+    let spans = [
+        at("4111 1111 1111 1111", "credit_card"),
+        at("ops@example.com", "email"),
+        // Past every side text: ignored, never a panic.
+        Span {
+            message: req.messages.len() + side.len(),
+            byte_start: 0,
+            byte_end: 1,
+            label: "email",
+        },
+    ];
+    let r = redact(&req, &spans);
+    let out = serde_json::to_value(&r.request).unwrap();
+    assert_eq!(
+        out["messages"][1]["tool_calls"][0]["function"]["arguments"],
+        r#"{"card":"[CREDIT_CARD_1]"}"#
+    );
+    assert_eq!(out["metadata"]["owner"], "[EMAIL_1]");
+    assert_eq!(r.map.len(), 2);
+}
+
+#[test]
 fn multibyte_text_around_spans_and_spans_across_parts() {
     let req = request(json!([
         {"role": "user", "content": "😀张伟😀说：邮箱 wei@例子.cn，电话１３８。"},

@@ -54,7 +54,15 @@ impl Scorer {
     }
 
     pub fn score(&self, turns: &[Turn<'_>], shape: RequestShape) -> Scores {
-        let privacy = self.privacy.scan(turns);
+        self.score_with_side(turns, &[], shape)
+    }
+
+    /// [`Self::score`], with the request's other strings (`side`: a name,
+    /// earlier tool-call arguments, `user`, `metadata`) scanned for privacy
+    /// too; they do not count for complexity. An entity found in `side[k]`
+    /// has `message == turns.len() + k`.
+    pub fn score_with_side(&self, turns: &[Turn<'_>], side: &[&str], shape: RequestShape) -> Scores {
+        let privacy = self.privacy.scan_with_side(turns, side);
         // Complexity counts the tokens in its own pass: no second pass.
         let (complexity, est_prompt_tokens) = self.complexity.score_with_tokens(turns, shape);
         Scores {

@@ -494,6 +494,11 @@ impl Sse {
         for c in &chunks {
             assert_eq!(c["object"], "chat.completion.chunk", "{c}");
             assert_eq!(c["model"], model, "{c}");
+            // As OpenAI: a chunk without a choice is the usage chunk, sent
+            // only when asked for; SDK loops read `choices[0]` otherwise.
+            if c["choices"].as_array().is_some_and(Vec::is_empty) {
+                assert!(c.get("usage").is_some(), "a chunk without a choice or usage: {c}");
+            }
         }
         assert_eq!(
             chunks[0]["choices"][0]["delta"]["role"], "assistant",

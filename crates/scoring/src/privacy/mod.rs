@@ -168,7 +168,9 @@ impl Label {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entity {
     pub label: Label,
-    /// Index of the message in the conversation.
+    /// Index of the message in the conversation; past the last message,
+    /// the index of a side text (see `Scorer::score_with_side`) plus the
+    /// number of messages.
     pub message: usize,
     /// Character offsets (Unicode scalar values), as the API reports them.
     pub start: usize,
@@ -261,29 +263,36 @@ impl PrivacyScanner {
 
     /// Scans every message of a conversation.
     pub fn scan(&self, turns: &[Turn<'_>]) -> PrivacyReport {
+        self.scan_with_side(turns, &[])
+    }
+
+    /// Scans every message, then every string of `side`; an entity in
+    /// `side[k]` has `message == turns.len() + k`.
+    pub fn scan_with_side(&self, turns: &[Turn<'_>], side: &[&str]) -> PrivacyReport {
         thread_local! {
             /// Scratch vectors reused by the scans of this thread.
             static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
         }
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut s) => {
-                let r = self.scan_with(turns, &mut s);
+                let r = self.scan_texts(turns, side, &mut s);
                 s.trim();
                 r
             }
             // Unreachable (a scan never re-enters itself), but never a panic.
-            Err(_) => self.scan_with(turns, &mut Scratch::default()),
+            Err(_) => self.scan_texts(turns, side, &mut Scratch::default()),
         })
     }
 
-    fn scan_with(&self, turns: &[Turn<'_>], s: &mut Scratch) -> PrivacyReport {
+    fn scan_texts(&self, turns: &[Turn<'_>], side: &[&str], s: &mut Scratch) -> PrivacyReport {
         let mut best = [0f32; Label::ALL.len()];
         let mut entities = Vec::new();
-        for (message, turn) in turns.iter().enumerate() {
-            if turn.text.is_empty() {
+        let texts = turns.iter().map(|t| t.text).chain(side.iter().copied());
+        for (message, text) in texts.enumerate() {
+            if text.is_empty() {
                 continue;
             }
-            self.scan_text(turn.text, s);
+            self.scan_text(text, s);
             let start_len = entities.len();
             for c in &s.resolved {
                 let slot = &mut best[c.label as usize];
@@ -299,7 +308,7 @@ impl PrivacyScanner {
                     });
                 }
             }
-            char_offsets(turn.text, &mut entities[start_len..]);
+            char_offsets(text, &mut entities[start_len..]);
         }
         PrivacyReport {
             score: combine(&best),

@@ -507,3 +507,29 @@ fn empty_and_odd_input() {
     let r = scan(&long);
     assert!(r.score <= 1.0);
 }
+
+#[test]
+fn side_texts_are_scanned_after_the_messages() {
+    let turns = [
+        Turn {
+            role: Role::User,
+            text: "Please pay the usual invoice.",
+        },
+        Turn {
+            role: Role::Assistant,
+            text: "",
+        },
+    ];
+    let side = [
+        "pay_invoice",
+        r#"{"card":"4111 1111 1111 1111","to":"ops@example.com"}"#,
+    ];
+    let bare = scanner().scan(&turns);
+    assert!(bare.entities.is_empty(), "{bare:?}");
+    let r = scanner().scan_with_side(&turns, &side);
+    let card = r.entities.iter().find(|e| e.label == Label::CreditCard).expect("card");
+    assert_eq!(card.message, turns.len() + 1);
+    assert_eq!(&side[1][card.byte_start..card.byte_end], "4111 1111 1111 1111");
+    assert!(r.entities.iter().any(|e| e.label == Label::Email && e.message == 3));
+    assert!(r.score > bare.score + 0.5, "{} vs {}", r.score, bare.score);
+}
