@@ -113,6 +113,8 @@ async fn chat(addr: &str, body: serde_json::Value) -> reqwest::Response {
 async fn prompts_reach_the_logs_only_when_the_operator_allows() {
     let m = mock(Fault::default()).await;
     let secret = "zebra-quartz-7177 violet";
+    // Tandem's crates log at debug here (`spawn_binary`), where every
+    // request gets its line: still no content unless the operator allows it.
     for (extra, want) in [("", false), ("[logging]\nlog_content = true\n", true)] {
         let mut d = start(&m, extra);
         let body = serde_json::json!({"model": "cloud", "messages": [{"role": "user", "content": secret}]});

@@ -698,7 +698,9 @@ pub fn is_luhn_valid(number: &str) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// `tandem serve --config CONFIG` as a child process (info logs on stderr):
+/// `tandem serve --config CONFIG` as a child process (info logs on stderr,
+/// Tandem's own at debug: every request has its line, and tests that read
+/// the logs see everything Tandem could write there):
 /// its address from the "listening on" line, and its stderr, which a thread
 /// keeps collecting after that line.
 pub fn spawn_binary(config: &Path) -> (std::process::Child, String, Arc<std::sync::Mutex<String>>) {
@@ -706,7 +708,7 @@ pub fn spawn_binary(config: &Path) -> (std::process::Child, String, Arc<std::syn
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
         .args(["serve", "--config"])
         .arg(config)
-        .env("TANDEM_LOG", "info")
+        .env("TANDEM_LOG", "info,gateway=debug,cloud=debug,local=debug,device=debug")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
