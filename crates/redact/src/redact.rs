@@ -170,4 +170,13 @@ fn redact_message(m: &mut Message, map: &PlaceholderMap) {
     for v in m.extra.values_mut() {
         redact_json(v, map);
     }
+    // OpenAI accepts a participant `name` only as `[a-zA-Z0-9_-]{1,64}` and
+    // refuses the request otherwise: a name that held a value goes out as
+    // the placeholder without its brackets (`PERSON_1`).
+    if let Some(Value::String(name)) = m.extra.get_mut("name")
+        && name.contains('[')
+    {
+        name.retain(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        name.truncate(64);
+    }
 }

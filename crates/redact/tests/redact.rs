@@ -199,6 +199,13 @@ fn spans_in_side_texts_are_redacted_wherever_the_value_is() {
     );
     assert_eq!(out["metadata"]["owner"], "[EMAIL_1]");
     assert_eq!(r.map.len(), 2);
+
+    // A participant name keeps OpenAI's pattern ([a-zA-Z0-9_-]).
+    let req = request(json!([{"role": "user", "name": "ops@example.com", "content": "Hi, ops@example.com here."}]));
+    let r = redact(&req, &[span(&req, 0, "ops@example.com", "email")]);
+    let out = serde_json::to_value(&r.request).unwrap();
+    assert_eq!(out["messages"][0]["name"], "EMAIL_1");
+    assert_eq!(out["messages"][0]["content"], "Hi, [EMAIL_1] here.");
 }
 
 #[test]
@@ -602,7 +609,9 @@ fn no_flagged_value_leaves_in_any_field_of_the_request() {
     let r = redact(&req, &spans);
     let sent = serde_json::to_string(&r.request).unwrap();
     assert!(!sent.contains("ann@x.io"), "{sent}");
-    assert_eq!(sent.matches("[EMAIL_1]").count(), 13, "{sent}");
+    assert_eq!(sent.matches("[EMAIL_1]").count(), 12, "{sent}");
+    // The participant name, in the form OpenAI accepts there.
+    assert_eq!(r.request.messages[0].extra["name"], "EMAIL_1");
     // Structure is untouched.
     assert_eq!(r.request.model, "auto");
     assert_eq!(r.request.messages[1].extra["tool_calls"][0]["id"], "c1");
