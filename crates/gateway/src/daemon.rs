@@ -15,12 +15,24 @@ use crate::state::{AppState, Probe, Tier, TierHealth, Tiers};
 
 struct LocalProbe(Arc<local::LocalBackend>);
 
+/// After a failed load the local tier counts as not ready for this long;
+/// then the policy may route to it again, and the next request it gets
+/// tries the load again (memory may have been freed since). Requests the
+/// policy keeps on the device try it at once either way.
+const LOAD_RETRY_SECS: u64 = 30;
+
+/// Whether routing may count on the local tier: loaded, loadable (a model
+/// not loaded yet loads on the first request), or its last load failed
+/// long enough ago to try again.
+fn local_ready(loaded: bool, last_load_error_secs: Option<u64>) -> bool {
+    loaded || last_load_error_secs.is_none_or(|secs| secs >= LOAD_RETRY_SECS)
+}
+
 impl Probe for LocalProbe {
     fn health(&self) -> TierHealth {
         let s = self.0.status();
         TierHealth {
-            // A model that is not loaded yet loads on the first request.
-            ready: s.last_load_error.is_none() || s.loaded,
+            ready: local_ready(s.loaded, s.last_load_error_secs),
             queue: u32::try_from(s.queued + s.busy).unwrap_or(u32::MAX),
             tps: s.gen_tps.or(s.bench_gen_tps),
             rtt_ms: 0.0,
@@ -171,5 +183,19 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LOAD_RETRY_SECS, local_ready};
+
+    #[test]
+    fn a_failed_load_is_tried_again_after_a_while() {
+        assert!(local_ready(false, None), "not loaded yet: loads on demand");
+        assert!(local_ready(true, None));
+        assert!(!local_ready(false, Some(0)), "just failed");
+        assert!(!local_ready(false, Some(LOAD_RETRY_SECS - 1)));
+        assert!(local_ready(false, Some(LOAD_RETRY_SECS)), "time to try again");
     }
 }

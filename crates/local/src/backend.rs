@@ -91,6 +91,9 @@ pub struct LocalStatus {
     /// Prompts evaluated ahead of a possible handover (warm standby).
     pub prefills: u64,
     pub last_load_error: Option<String>,
+    /// Seconds since that failed load (the router tries the model again
+    /// after a while: memory may have been freed).
+    pub last_load_error_secs: Option<u64>,
 }
 
 /// The on-device backend for one GGUF model.
@@ -134,7 +137,8 @@ struct Sched {
     /// Empty unless loaded.
     slots: Vec<SlotState>,
     last_activity: Instant,
-    last_load_error: Option<String>,
+    /// The last failed load and when it failed; cleared by a good load.
+    last_load_error: Option<(String, Instant)>,
     info: LoadInfo,
 }
 
@@ -329,6 +333,10 @@ impl LocalBackend {
         };
         let speed = sh.counters.speed();
         let loaded = state == LoadState::Loaded;
+        let (err, err_secs) = match err {
+            Some((e, at)) => (Some(e), Some(at.elapsed().as_secs())),
+            None => (None, None),
+        };
         LocalStatus {
             name: sh.tier.name.clone(),
             model: sh.tier.model.clone(),
@@ -351,6 +359,7 @@ impl LocalBackend {
             completed_requests: sh.counters.completed.load(Ordering::Relaxed),
             prefills: sh.counters.prefills.load(Ordering::Relaxed),
             last_load_error: err,
+            last_load_error_secs: err_secs,
         }
     }
 
@@ -677,7 +686,7 @@ fn engine_main(sh: &Arc<Shared>, mut reply: Option<StartupReply>) {
         s.info.rss_bytes = None;
         if let Err(e) = result {
             tracing::warn!(tier = %sh.tier.name, error = %e, "local: model load failed");
-            s.last_load_error = Some(e.to_string());
+            s.last_load_error = Some((e.to_string(), Instant::now()));
             let waiting: Vec<_> = s.queue.drain(..).collect();
             s.load = LoadState::Unloaded;
             drop(s);

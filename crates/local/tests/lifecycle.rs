@@ -167,4 +167,13 @@ async fn failed_on_demand_load_is_the_requests_error() {
     assert!(e.failover_allowed());
     let st = b.status();
     assert!(!st.loaded && st.last_load_error.unwrap().contains("memory"));
+    assert_eq!(st.last_load_error_secs, Some(0));
+
+    // Memory freed: the next request loads the model, and the error is gone.
+    std::fs::write(dir.path().join("meminfo"), "MemAvailable: 8388608 kB\n").unwrap();
+    let a = run(&b, greedy(2, json!({}))).await;
+    assert!(a.error.is_none(), "{:?}", a.error);
+    let st = b.status();
+    assert!(st.loaded, "{st:?}");
+    assert_eq!((st.last_load_error, st.last_load_error_secs), (None, None));
 }
