@@ -303,32 +303,37 @@ impl ChatRequest {
 
     /// Every other string of the request that carries the user's data and
     /// leaves with it, for the privacy scan and redaction (both call this,
-    /// so an index into it means the same in both): per message, in order,
-    /// its `name`, earlier tool calls and their arguments, a refusal, any
-    /// other field; then the request's own fields outside the typed ones
-    /// (`user`, `metadata`, a predicted output, vendor extensions).
+    /// so an index into it means the same in both): first the request's own
+    /// fields outside the typed ones (`user`, `metadata`, a predicted
+    /// output, vendor extensions), then per message, in order, its `name`,
+    /// earlier tool calls and their arguments, a refusal, an image's URL, a
+    /// file's name, any other field.
     ///
     /// Not included: the message contents ([`Self::texts`]); tool
     /// definitions and the response schema, which the developer writes;
-    /// inline binary data (`data:` URLs, base64 audio), which is not text.
+    /// inline binary data (base64 `data:` URLs, raw base64), which is not
+    /// text.
     pub fn side_texts(&self) -> Vec<&str> {
+        self.side_texts_by_owner().into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// [`Self::side_texts`], each with the message it belongs to (`None`:
+    /// the request itself), in the same order.
+    pub fn side_texts_by_owner(&self) -> Vec<(Option<usize>, &str)> {
         let mut out = Vec::new();
-        for m in &self.messages {
+        let mut texts = Vec::new();
+        for v in self.extra.values() {
+            strings(v, &mut texts);
+        }
+        out.extend(texts.drain(..).map(|t| (None, t)));
+        for (i, m) in self.messages.iter().enumerate() {
             if let Some(Content::Parts(parts)) = &m.content {
                 for p in parts {
-                    for (k, v) in &p.extra {
-                        if !matches!(k.as_str(), "image_url" | "input_audio" | "file") {
-                            strings(v, &mut out);
-                        }
-                    }
+                    p.extra.values().for_each(|v| strings(v, &mut texts));
                 }
             }
-            for v in m.extra.values() {
-                strings(v, &mut out);
-            }
-        }
-        for v in self.extra.values() {
-            strings(v, &mut out);
+            m.extra.values().for_each(|v| strings(v, &mut texts));
+            out.extend(texts.drain(..).map(|t| (Some(i), t)));
         }
         out
     }
@@ -338,11 +343,23 @@ impl ChatRequest {
 /// not data), except inline binary data.
 fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     match v {
-        Value::String(s) if !s.is_empty() && !s.starts_with("data:") => out.push(s),
+        Value::String(s) if !s.is_empty() && !is_binary(s) => out.push(s),
         Value::Array(items) => items.iter().for_each(|x| strings(x, out)),
         Value::Object(fields) => fields.values().for_each(|x| strings(x, out)),
         _ => {}
     }
+}
+
+/// A base64 `data:` URL (an image, a file), or a long run of base64 (audio
+/// data): bytes, not words.
+fn is_binary(s: &str) -> bool {
+    let head = &s.as_bytes()[..s.len().min(256)];
+    let data_url = s.starts_with("data:") && head.windows(8).any(|w| w == b";base64,");
+    let raw = s.len() >= 1024
+        && head
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'));
+    data_url || raw
 }
 
 #[cfg(test)]
@@ -384,19 +401,27 @@ mod tests {
             "{\"card\":\"4111\"}",
             "u-42",
             "call me at 555",
+            "https://x.test/a.png",
         ] {
             assert!(side.contains(&want), "{want:?} missing from {side:?}");
         }
-        // Contents, tool definitions, image URLs and inline data are not side texts.
-        for not in [
-            "hi",
-            "x",
-            "tool doc",
-            "https://x.test/a.png",
-            "data:image/png;base64,AAAA",
-        ] {
+        // Contents, tool definitions and inline data are not side texts.
+        for not in ["hi", "x", "tool doc", "data:image/png;base64,AAAA"] {
             assert!(!side.contains(&not), "{not:?} in {side:?}");
         }
+        // The request's own fields first, then each message's, in order.
+        let owners: Vec<Option<usize>> = req.side_texts_by_owner().iter().map(|(o, _)| *o).collect();
+        assert_eq!(owners.first(), Some(&None));
+        assert!(owners.windows(2).all(|w| w[0] <= w[1]), "{owners:?}");
+        assert_eq!(owners.last(), Some(&Some(1)));
+        // Text that merely starts like a data URL is text; long raw base64 is not.
+        let mut req = req;
+        req.extra
+            .insert("note".into(), Value::String("data: SSN 078-05-1120".into()));
+        req.extra.insert("audio".into(), Value::String("QUJD".repeat(300)));
+        let side = req.side_texts();
+        assert!(side.contains(&"data: SSN 078-05-1120"));
+        assert!(!side.iter().any(|t| t.starts_with("QUJD")));
         let plain = ChatRequest::from_slice(br#"{"model":"a","messages":[{"role":"user","content":"x"}]}"#).unwrap();
         assert!(plain.side_texts().is_empty());
     }

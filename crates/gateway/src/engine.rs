@@ -134,6 +134,9 @@ pub struct Run {
     request: ChatRequest,
     attempts: VecDeque<Arc<dyn Backend>>,
     cascade: Option<Cascade>,
+    /// The local backend a cascade escalated away from: tried when every
+    /// backend after it failed, whatever the failure.
+    last_resort: Option<Arc<dyn Backend>>,
     redact: Option<Redact>,
     warm: Warm,
     pub info: TandemInfo,
@@ -174,6 +177,7 @@ impl Run {
             request,
             attempts: plan.attempts.into(),
             cascade: plan.cascade,
+            last_resort: None,
             redact: plan.redact,
             warm: if plan.warm_standby { Warm::Pending } else { Warm::Off },
             info: plan.info,
@@ -267,7 +271,7 @@ impl Run {
 
     /// The next backend the decision allows.
     fn next_backend(&mut self) -> Option<Arc<dyn Backend>> {
-        while let Some(b) = self.attempts.pop_front() {
+        while let Some(b) = self.attempts.pop_front().or_else(|| self.last_resort.take()) {
             if b.is_local() || self.info.cloud_allowed {
                 return Some(b);
             }
@@ -321,13 +325,12 @@ impl Run {
                     h.reason = "low_confidence".into();
                 }
                 self.pending.clear();
-                // The test runs once. Should every backend after it fail,
-                // the unsure local answer beats none: the local model
-                // stays the last resort.
+                // The test runs once. Should every backend after it fail
+                // (even with an error no other backend would be tried
+                // after), the unsure local answer beats none: the local
+                // model stays the last resort.
                 self.cascade = None;
-                if !self.attempts.iter().any(|b| Arc::ptr_eq(b, &backend)) {
-                    self.attempts.push_back(backend);
-                }
+                self.last_resort = Some(backend);
                 continue;
             }
             // Read up to the first content event.
@@ -350,7 +353,10 @@ impl Run {
                         self.fail(backend.name(), e);
                         self.pending.clear();
                         if !allowed {
-                            return Err(self.final_error());
+                            self.attempts.clear();
+                            if self.last_resort.is_none() {
+                                return Err(self.final_error());
+                            }
                         }
                         break;
                     }
@@ -485,6 +491,7 @@ impl Run {
     fn holds_tool_calls(&self) -> bool {
         self.attempts
             .iter()
+            .chain(self.last_resort.iter())
             .any(|b| (b.is_local() || self.info.cloud_allowed) && b.supports_tools())
     }
 
@@ -530,7 +537,12 @@ impl Run {
 
     /// A handover away from `from`, to the next backend in the plan.
     fn record_handover(&mut self, from: &str, e: &BackendError) {
-        let to = self.attempts.front().map(|n| n.name().to_owned()).unwrap_or_default();
+        let to = self
+            .attempts
+            .front()
+            .or(self.last_resort.as_ref())
+            .map(|n| n.name().to_owned())
+            .unwrap_or_default();
         self.info.handovers.push(Handover {
             from: from.to_owned(),
             to,

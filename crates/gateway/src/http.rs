@@ -343,11 +343,12 @@ async fn prepare(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Ru
 /// none is left. With `n` > 1 only such a backend can answer: one that
 /// cannot is skipped, its refusal recorded.
 async fn passthrough(run: &mut Run, renderer: &Renderer) -> Option<(Response, Option<Usage>)> {
-    // The cascade needs the local model's tokens, never a cloud's whole body.
-    if run.is_cascade() {
+    let several = run.request().n.is_some_and(|n| n > 1);
+    // The cascade needs the local model's tokens, never a cloud's whole
+    // body; but the local model cannot give several choices at all.
+    if run.is_cascade() && !several {
         return None;
     }
-    let several = run.request().n.is_some_and(|n| n > 1);
     loop {
         let backend = run.peek_backend()?;
         let Some(fut) = backend.complete_raw(run.generate_for(backend.as_ref())) else {
@@ -418,6 +419,7 @@ fn stream_response(run: Run, renderer: Renderer, started: Instant) -> Response {
         logging: crate::logging::content_logging(),
         phase: Phase::Role,
         finish: None,
+        finish_sent: false,
         span: tracing::Span::current(),
     };
     let chunks = futures::stream::unfold(pump, |mut p| async move {
@@ -457,6 +459,8 @@ struct Pump {
     /// Without `include_usage`, the finish chunk waits for the end of the
     /// run so that it can carry the `tandem` object (complete only then).
     finish: Option<FinishReason>,
+    /// A finish chunk went out (with `include_usage`, in its place).
+    finish_sent: bool,
     /// The request's span: logs written while streaming carry its id.
     span: tracing::Span,
 }
@@ -485,6 +489,7 @@ impl Pump {
                             self.finish = Some(reason);
                         }
                         Some(Ok(ev)) => {
+                            self.finish_sent |= matches!(ev, Event::Finish(_));
                             if self.ttft.is_none() && ev.is_content() {
                                 self.ttft = Some(self.started.elapsed());
                             }
@@ -500,15 +505,22 @@ impl Pump {
                         Some(Err(e)) => return Some(self.error(&e)),
                         None => {
                             self.phase = Phase::Done;
-                            if let Some(reason) = self.finish {
+                            if !self.run.request().include_usage() {
+                                // An answer that ended without a finish
+                                // reason (a server that sent none) ended
+                                // normally: every stream gets one.
+                                let reason = self.finish.unwrap_or(FinishReason::Stop);
                                 return Some(self.renderer.finish_and_done(reason, &self.run.info));
                             }
-                            let usage = if self.run.request().include_usage() {
-                                Some(self.run.usage().unwrap_or_default())
-                            } else {
-                                None
-                            };
-                            return Some(self.renderer.final_chunks(usage, &self.run.info));
+                            let usage = Some(self.run.usage().unwrap_or_default());
+                            let mut out = Vec::new();
+                            if !self.finish_sent
+                                && let Some(c) = self.renderer.event_chunk(&Event::Finish(FinishReason::Stop))
+                            {
+                                out = c;
+                            }
+                            out.extend(self.renderer.final_chunks(usage, &self.run.info));
+                            return Some(out);
                         }
                     }
                 }

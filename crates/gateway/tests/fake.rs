@@ -967,6 +967,22 @@ async fn a_cascade_whose_cloud_fails_falls_back_to_the_local_model() {
         ]
     );
 
+    // Also after a cloud error no other backend would be tried after.
+    let local = Fake::new(
+        "local-a",
+        true,
+        vec![Step::Unsure("maybe "), Step::Unsure("so."), Step::Finish],
+    );
+    let cloud = Fake::refusing("cloud-a", false, BackendErrorKind::Cancelled);
+    let mut p = plan(&[&local, &cloud], true, false);
+    p.cascade = Some(gateway::engine::Cascade {
+        hold_tokens: 2,
+        min_mean_logprob: -1.0,
+    });
+    let mut run = gateway::engine::Run::new(api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(), p);
+    run.start().await.unwrap();
+    assert_eq!(drain_text(&mut run).await, "maybe so.");
+
     // A confident start is not escalated.
     let local = Fake::new("local-a", true, vec![Step::Text("sure."), Step::Finish]);
     let cloud = Fake::new("cloud-a", false, vec![Step::Text("cloud."), Step::Finish]);
@@ -1107,4 +1123,41 @@ async fn several_choices_pass_through_from_the_cloud_after_failovers() {
     let (status, headers, text) = send(&st, post(CHAT)).await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(headers["x-tandem-route"], "local-a");
+
+    // Under a cascade too (the local model cannot give several choices).
+    let policy = "version = 1\ndefault_local = \"local-a\"\ndefault_cloud = \"cloud-b\"\n\
+                  [[rule]]\nname = \"all\"\nwhen = \"true\"\ntarget = \"cascade\"\n";
+    let st = state_with_policy(vec![local.clone(), cloud.clone()], policy);
+    let (status, headers, text) = send(&st, post(&body)).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(headers["x-tandem-route"], "cloud-b");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["choices"], answer["choices"]);
+}
+
+/// A backend that ends without a finish reason (a server that sends none)
+/// still gives the app a finish chunk, with or without usage.
+#[tokio::test]
+async fn a_stream_without_a_finish_reason_gets_one() {
+    let local = Fake::new("local-a", true, vec![Step::Text("a"), Step::Text("b")]);
+    let st = state(vec![local], "local-a");
+    let plain = CHAT_STREAM.replace(r#""stream_options":{"include_usage":true},"#, "");
+    for (body, usage) in [(plain.as_str(), false), (CHAT_STREAM, true)] {
+        let (status, _, text) = send(&st, post(body)).await;
+        assert_eq!(status, 200);
+        let events = sse_json(&text);
+        assert_eq!(sse_text(&events), "ab");
+        let finishes: Vec<&Value> = events
+            .iter()
+            .filter_map(|e| e["choices"][0]["finish_reason"].as_str().map(|_| e))
+            .collect();
+        assert_eq!(finishes.len(), 1, "{text}");
+        assert_eq!(finishes[0]["choices"][0]["finish_reason"], "stop");
+        let last = events.last().unwrap();
+        assert_eq!(last["tandem"]["route"], "local-a", "{text}");
+        assert_eq!(last.get("usage").is_some(), usage, "{text}");
+        for e in &events {
+            assert!(e["choices"][0].is_object() || e.get("usage").is_some(), "{text}");
+        }
+    }
 }

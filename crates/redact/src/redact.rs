@@ -92,17 +92,36 @@ fn is_boundary(segs: &[(usize, &str)], pos: usize) -> bool {
 /// The flagged values in first-flagged order, with their labels.
 fn flagged_values<'r>(req: &'r ChatRequest, spans: &[Span]) -> Vec<(&'static str, &'r str)> {
     let mut spans: Vec<Span> = spans.iter().filter(|s| s.byte_start < s.byte_end).copied().collect();
-    // Stable order whatever order the scanner reported them in: by message,
-    // then position, the longer first so it absorbs what it contains.
-    spans.sort_by_key(|s| (s.message, s.byte_start, std::cmp::Reverse(s.byte_end), s.label));
     // Past the messages, an index names one of the request's side texts
     // (`ChatRequest::side_texts`, which the scanner was given in the same
     // order).
     let side = if spans.iter().any(|s| s.message >= req.messages.len()) {
-        req.side_texts()
+        req.side_texts_by_owner()
     } else {
         Vec::new()
     };
+    // Stable order whatever order the scanner reported them in, and across
+    // the turns of a conversation (which resends its earlier messages and
+    // adds new ones at the end): the request's own fields, then message by
+    // message its content and its other fields; within a text by position,
+    // the longer first so it absorbs what it contains.
+    let n = req.messages.len();
+    let group = |message: usize| match message.checked_sub(n) {
+        None => 2 * message + 1,
+        Some(k) => match side.get(k) {
+            Some((Some(owner), _)) => 2 * owner + 2,
+            _ => 0,
+        },
+    };
+    spans.sort_by_key(|s| {
+        (
+            group(s.message),
+            s.message,
+            s.byte_start,
+            std::cmp::Reverse(s.byte_end),
+            s.label,
+        )
+    });
     let mut out = Vec::new();
     let mut i = 0;
     while i < spans.len() {
@@ -113,7 +132,7 @@ fn flagged_values<'r>(req: &'r ChatRequest, spans: &[Span]) -> Vec<(&'static str
         }
         let segs = match req.messages.get(msg) {
             Some(m) => Some(segments(m)),
-            None => side.get(msg - req.messages.len()).map(|t| vec![(0, *t)]),
+            None => side.get(msg - req.messages.len()).map(|(_, t)| vec![(0, *t)]),
         };
         if let Some(segs) = segs {
             let valid = spans[i..j]

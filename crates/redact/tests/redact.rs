@@ -208,6 +208,42 @@ fn spans_in_side_texts_are_redacted_wherever_the_value_is() {
     assert_eq!(out["messages"][0]["content"], "Hi, [EMAIL_1] here.");
 }
 
+/// A value found only in an earlier turn's tool call keeps its number when
+/// the next turn adds a value of the same kind to a later message.
+#[test]
+fn side_text_values_keep_their_numbers_across_turns() {
+    let side_span = |req: &ChatRequest, needle: &str| {
+        let side = req.side_texts();
+        let k = side.iter().position(|t| t.contains(needle)).unwrap();
+        let start = side[k].find(needle).unwrap();
+        Span {
+            message: req.messages.len() + k,
+            byte_start: start,
+            byte_end: start + needle.len(),
+            label: "email",
+        }
+    };
+    let turn1 = request(json!([
+        {"role": "user", "content": "Send the report."},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "send", "arguments": "{\"to\":\"a@x.io\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sent"}
+    ]));
+    let r1 = redact(&turn1, &[side_span(&turn1, "a@x.io")]);
+    assert_eq!(r1.map.value("[EMAIL_1]"), Some("a@x.io"));
+
+    let mut messages = serde_json::to_value(&turn1.messages).unwrap();
+    messages
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "user", "content": "Copy b@x.io too."}));
+    let turn2 = request(messages);
+    let spans = [span(&turn2, 3, "b@x.io", "email"), side_span(&turn2, "a@x.io")];
+    let r2 = redact(&turn2, &spans);
+    assert_eq!(r2.map.value("[EMAIL_1]"), Some("a@x.io"), "{:?}", r2.map);
+    assert_eq!(r2.map.value("[EMAIL_2]"), Some("b@x.io"));
+}
+
 #[test]
 fn multibyte_text_around_spans_and_spans_across_parts() {
     let req = request(json!([
