@@ -494,7 +494,12 @@ impl<'m> Slot<'m> {
         let vocab = self.model.vocab();
         let mut utf8 = Utf8Decoder::new();
         let stops = req.stop.as_ref().map(|s| s.to_vec()).unwrap_or_default();
-        let mut stopper = StopMatcher::new(stops);
+        // A continuation of another backend's answer: a stop string may
+        // begin in the text the app has already seen.
+        let mut stopper = match &job.continue_from {
+            Some(shown) => StopMatcher::after(stops, shown),
+            None => StopMatcher::new(stops),
+        };
         let mut completion = 0usize;
         let mut piece = Vec::with_capacity(32);
         let mut gen_time = Duration::ZERO;

@@ -74,7 +74,12 @@ impl Utf8Decoder {
 #[derive(Debug)]
 pub struct StopMatcher {
     stops: Vec<String>,
+    /// Text not released yet, after the first `shown` bytes.
     held: String,
+    /// Leading bytes of `held` that the app has already seen (the end of
+    /// an answer this generation continues): context for a stop string that
+    /// begins there, never released again.
+    shown: usize,
     stopped: bool,
 }
 
@@ -92,8 +97,21 @@ impl StopMatcher {
         StopMatcher {
             stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
             held: String::new(),
+            shown: 0,
             stopped: false,
         }
+    }
+
+    /// A matcher for a generation that continues `shown`, text the app has
+    /// already seen (another backend's partial answer): a stop string that
+    /// begins at its end and ends in the new text still stops.
+    pub fn after(stops: Vec<String>, shown: &str) -> Self {
+        let mut m = Self::new(stops);
+        m.held = shown.to_owned();
+        let keep = m.longest_partial_suffix();
+        m.held.drain(..m.held.len() - keep);
+        m.shown = m.held.len();
+        m
     }
 
     pub fn push(&mut self, text: &str) -> Released {
@@ -114,15 +132,16 @@ impl StopMatcher {
         if let Some(at) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
             self.held.truncate(at);
             self.stopped = true;
-            return Released {
-                text: std::mem::take(&mut self.held),
-                stopped: true,
-            };
+            let text = self.held.get(self.shown..).unwrap_or_default().to_owned();
+            self.held.clear();
+            return Released { text, stopped: true };
         }
         let keep = self.longest_partial_suffix();
         let release = self.held.len() - keep;
         let rest = self.held.split_off(release);
-        let text = std::mem::replace(&mut self.held, rest);
+        let released = std::mem::replace(&mut self.held, rest);
+        let text = released.get(self.shown.min(release)..).unwrap_or_default().to_owned();
+        self.shown = self.shown.saturating_sub(release);
         Released { text, stopped: false }
     }
 
@@ -131,7 +150,10 @@ impl StopMatcher {
         if self.stopped {
             return String::new();
         }
-        std::mem::take(&mut self.held)
+        let text = self.held.get(self.shown..).unwrap_or_default().to_owned();
+        self.held.clear();
+        self.shown = 0;
+        text
     }
 
     /// Length of the longest suffix of `held` that is a proper prefix of a
@@ -230,6 +252,32 @@ mod tests {
         assert_eq!(out, ["hello ", "", ""]);
         assert!(stopped);
         assert_eq!(out.concat(), "hello ");
+    }
+
+    /// Continuing another backend's answer: a stop string that begins in
+    /// the text already shown and ends in the new text stops, and the shown
+    /// part is never released again.
+    #[test]
+    fn a_stop_begun_in_the_text_already_shown_stops() {
+        let stops = || vec!["END".to_string()];
+        let mut m = StopMatcher::after(stops(), "the cloud wrote E");
+        let r = m.push("ND and more");
+        assert_eq!((r.text.as_str(), r.stopped), ("", true));
+
+        // No stop after all: the shown "EN" is context only, never repeated.
+        let mut m = StopMatcher::after(stops(), "partial EN");
+        let r = m.push("d");
+        assert_eq!((r.text.as_str(), r.stopped), ("d", false));
+        assert_eq!(m.push(" go").text, " go");
+        assert_eq!(m.finish(), "");
+
+        let mut m = StopMatcher::after(stops(), "EN");
+        assert_eq!(m.push("").text, "");
+        assert_eq!(m.finish(), "", "held shown text is not released at the end");
+
+        // Shown text with nothing to do with the stops holds nothing back.
+        let mut m = StopMatcher::after(stops(), "café ");
+        assert_eq!(m.push("au lait").text, "au lait");
     }
 
     #[test]
