@@ -168,31 +168,27 @@ impl Renderer {
         self.fast_chunk(1, |o| o.push(b'{'), &tail)
     }
 
-    /// The end of a stream without `include_usage`: the finish chunk carries
-    /// the `tandem` object, then `[DONE]`. No chunk without a choice, which
-    /// OpenAI sends only for usage and SDK loops reading `choices[0]` do not
-    /// expect.
-    pub fn finish_and_done(&self, reason: FinishReason, tandem: &TandemInfo) -> Vec<u8> {
-        let mut out = self.finish_chunk(reason, Some(tandem));
-        out.extend_from_slice(DONE);
-        out
-    }
-
-    /// The closing chunk with usage (when asked for) and the `tandem` object,
-    /// then `[DONE]`; after the finish chunk, as OpenAI sends usage.
-    pub fn final_chunks(&self, usage: Option<Usage>, tandem: &TandemInfo) -> Vec<u8> {
-        let mut v = json!({
+    /// The end of a stream: the finish chunk, then the `tandem` object and
+    /// `[DONE]`. With `usage` (`include_usage`) the object rides on a last
+    /// chunk without a choice, with the usage, as OpenAI sends usage;
+    /// otherwise on the finish chunk, so that every chunk has a choice (SDK
+    /// loops read `choices[0]`).
+    pub fn end(&self, reason: FinishReason, usage: Option<Usage>, tandem: &TandemInfo) -> Vec<u8> {
+        let Some(usage) = usage else {
+            let mut out = self.finish_chunk(reason, Some(tandem));
+            out.extend_from_slice(DONE);
+            return out;
+        };
+        let mut out = self.finish_chunk(reason, None);
+        out.extend(sse_data(&json!({
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
             "choices": [],
             "tandem": tandem,
-        });
-        if let (Some(u), Some(obj)) = (usage, v.as_object_mut()) {
-            obj.insert("usage".into(), json!(u));
-        }
-        let mut out = sse_data(&v);
+            "usage": usage,
+        })));
         out.extend_from_slice(DONE);
         out
     }
@@ -351,7 +347,7 @@ mod tests {
             assert_eq!(v["id"], "chatcmpl-1");
             assert_eq!(v["created"], 42);
         }
-        let end = r.final_chunks(Some(Usage::new(3, 4)), &TandemInfo::default());
+        let end = r.end(FinishReason::Stop, Some(Usage::new(3, 4)), &TandemInfo::default());
         assert!(end.ends_with(DONE));
     }
 
@@ -393,7 +389,7 @@ mod tests {
             route: "lo\"cal".into(),
             ..TandemInfo::default()
         };
-        let end = r.finish_and_done(FinishReason::Stop, &info);
+        let end = r.end(FinishReason::Stop, None, &info);
         let chunk = end.strip_suffix(DONE).unwrap();
         let mut want = parse(&r.chunk(json!({}), Some(FinishReason::Stop), None));
         want["tandem"] = json!(info);

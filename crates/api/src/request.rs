@@ -321,31 +321,30 @@ impl ChatRequest {
     /// the request itself), in the same order.
     pub fn side_texts_by_owner(&self) -> Vec<(Option<usize>, &str)> {
         let mut out = Vec::new();
-        let mut texts = Vec::new();
         for v in self.extra.values() {
-            strings(v, &mut texts);
+            strings(v, None, &mut out);
         }
-        out.extend(texts.drain(..).map(|t| (None, t)));
         for (i, m) in self.messages.iter().enumerate() {
             if let Some(Content::Parts(parts)) = &m.content {
-                for p in parts {
-                    p.extra.values().for_each(|v| strings(v, &mut texts));
+                for v in parts.iter().flat_map(|p| p.extra.values()) {
+                    strings(v, Some(i), &mut out);
                 }
             }
-            m.extra.values().for_each(|v| strings(v, &mut texts));
-            out.extend(texts.drain(..).map(|t| (Some(i), t)));
+            for v in m.extra.values() {
+                strings(v, Some(i), &mut out);
+            }
         }
         out
     }
 }
 
 /// The non-empty strings inside `v`, depth first (object keys are names,
-/// not data), except inline binary data.
-fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+/// not data), except inline binary data, each with `owner`.
+fn strings<'a>(v: &'a Value, owner: Option<usize>, out: &mut Vec<(Option<usize>, &'a str)>) {
     match v {
-        Value::String(s) if !s.is_empty() && !is_binary(s) => out.push(s),
-        Value::Array(items) => items.iter().for_each(|x| strings(x, out)),
-        Value::Object(fields) => fields.values().for_each(|x| strings(x, out)),
+        Value::String(s) if !s.is_empty() && !is_binary(s) => out.push((owner, s)),
+        Value::Array(items) => items.iter().for_each(|x| strings(x, owner, out)),
+        Value::Object(fields) => fields.values().for_each(|x| strings(x, owner, out)),
         _ => {}
     }
 }

@@ -419,7 +419,6 @@ fn stream_response(run: Run, renderer: Renderer, started: Instant) -> Response {
         logging: crate::logging::content_logging(),
         phase: Phase::Role,
         finish: None,
-        finish_sent: false,
         span: tracing::Span::current(),
     };
     let chunks = futures::stream::unfold(pump, |mut p| async move {
@@ -456,11 +455,9 @@ struct Pump {
     answer: String,
     logging: bool,
     phase: Phase,
-    /// Without `include_usage`, the finish chunk waits for the end of the
-    /// run so that it can carry the `tandem` object (complete only then).
+    /// The finish chunk waits for the end of the run: it carries the
+    /// `tandem` object (complete only then) or comes just before the usage.
     finish: Option<FinishReason>,
-    /// A finish chunk went out (with `include_usage`, in its place).
-    finish_sent: bool,
     /// The request's span: logs written while streaming carry its id.
     span: tracing::Span,
 }
@@ -485,11 +482,8 @@ impl Pump {
                     };
                     match next {
                         Some(Ok(Event::Usage(_))) => {}
-                        Some(Ok(Event::Finish(reason))) if !self.run.request().include_usage() => {
-                            self.finish = Some(reason);
-                        }
+                        Some(Ok(Event::Finish(reason))) => self.finish = Some(reason),
                         Some(Ok(ev)) => {
-                            self.finish_sent |= matches!(ev, Event::Finish(_));
                             if self.ttft.is_none() && ev.is_content() {
                                 self.ttft = Some(self.started.elapsed());
                             }
@@ -505,22 +499,15 @@ impl Pump {
                         Some(Err(e)) => return Some(self.error(&e)),
                         None => {
                             self.phase = Phase::Done;
-                            if !self.run.request().include_usage() {
-                                // An answer that ended without a finish
-                                // reason (a server that sent none) ended
-                                // normally: every stream gets one.
-                                let reason = self.finish.unwrap_or(FinishReason::Stop);
-                                return Some(self.renderer.finish_and_done(reason, &self.run.info));
-                            }
-                            let usage = Some(self.run.usage().unwrap_or_default());
-                            let mut out = Vec::new();
-                            if !self.finish_sent
-                                && let Some(c) = self.renderer.event_chunk(&Event::Finish(FinishReason::Stop))
-                            {
-                                out = c;
-                            }
-                            out.extend(self.renderer.final_chunks(usage, &self.run.info));
-                            return Some(out);
+                            // An answer that ended without a finish reason
+                            // (a server that sent none) ended normally.
+                            let reason = self.finish.unwrap_or(FinishReason::Stop);
+                            let usage = self
+                                .run
+                                .request()
+                                .include_usage()
+                                .then(|| self.run.usage().unwrap_or_default());
+                            return Some(self.renderer.end(reason, usage, &self.run.info));
                         }
                     }
                 }

@@ -927,6 +927,19 @@ async fn tool_calls_stream_live_when_no_successor_could_take_over() {
     assert_eq!(cloud.calls.load(Ordering::SeqCst), 0);
 }
 
+/// A started run of the test chat under a cascade over `local` then
+/// `cloud`, judging the first two tokens.
+async fn cascade_started(local: &Arc<Fake>, cloud: &Arc<Fake>) -> gateway::engine::Run {
+    let mut p = plan(&[local, cloud], true, false);
+    p.cascade = Some(gateway::engine::Cascade {
+        hold_tokens: 2,
+        min_mean_logprob: -1.0,
+    });
+    let mut run = gateway::engine::Run::new(api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(), p);
+    run.start().await.unwrap();
+    run
+}
+
 /// A cascade escalates an unsure local start to the cloud; when the cloud
 /// then fails before content, the local model answers after all (once, not
 /// tested again) rather than the app getting an error.
@@ -938,14 +951,7 @@ async fn a_cascade_whose_cloud_fails_falls_back_to_the_local_model() {
         vec![Step::Unsure("maybe "), Step::Unsure("so."), Step::Finish],
     );
     let cloud = Fake::new("cloud-a", false, vec![Step::Fail(BackendErrorKind::Connect)]);
-    let mut p = plan(&[&local, &cloud], true, false);
-    p.cascade = Some(gateway::engine::Cascade {
-        hold_tokens: 2,
-        min_mean_logprob: -1.0,
-    });
-    let req = api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap();
-    let mut run = gateway::engine::Run::new(req, p);
-    run.start().await.unwrap();
+    let mut run = cascade_started(&local, &cloud).await;
     assert_eq!(drain_text(&mut run).await, "maybe so.");
     assert_eq!(
         local.calls.load(Ordering::SeqCst),
@@ -974,25 +980,13 @@ async fn a_cascade_whose_cloud_fails_falls_back_to_the_local_model() {
         vec![Step::Unsure("maybe "), Step::Unsure("so."), Step::Finish],
     );
     let cloud = Fake::refusing("cloud-a", false, BackendErrorKind::Cancelled);
-    let mut p = plan(&[&local, &cloud], true, false);
-    p.cascade = Some(gateway::engine::Cascade {
-        hold_tokens: 2,
-        min_mean_logprob: -1.0,
-    });
-    let mut run = gateway::engine::Run::new(api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(), p);
-    run.start().await.unwrap();
+    let mut run = cascade_started(&local, &cloud).await;
     assert_eq!(drain_text(&mut run).await, "maybe so.");
 
     // A confident start is not escalated.
     let local = Fake::new("local-a", true, vec![Step::Text("sure."), Step::Finish]);
     let cloud = Fake::new("cloud-a", false, vec![Step::Text("cloud."), Step::Finish]);
-    let mut p = plan(&[&local, &cloud], true, false);
-    p.cascade = Some(gateway::engine::Cascade {
-        hold_tokens: 2,
-        min_mean_logprob: -1.0,
-    });
-    let mut run = gateway::engine::Run::new(api::ChatRequest::from_slice(CHAT.as_bytes()).unwrap(), p);
-    run.start().await.unwrap();
+    let mut run = cascade_started(&local, &cloud).await;
     assert_eq!(drain_text(&mut run).await, "sure.");
     assert_eq!(cloud.calls.load(Ordering::SeqCst), 0);
 }
@@ -1006,12 +1000,9 @@ async fn a_break_inside_a_placeholder_shows_none_of_it() {
         br#"{"model":"auto","messages":[{"role":"user","content":"My card is 4111 1111 1111 1111. Is it valid?"}]}"#,
     )
     .unwrap();
-    let texts: Vec<(api::Role, std::borrow::Cow<'_, str>)> = req.texts().collect();
-    let turns: Vec<scoring::Turn<'_>> = texts
-        .iter()
-        .map(|(role, text)| scoring::Turn { role: *role, text })
-        .collect();
-    let scores = scoring::Scorer::new().score(&turns, scoring::RequestShape::default());
+    let scores = state(vec![Fake::new("local-a", true, vec![])], "local-a")
+        .routing
+        .score(&req);
     let redact = gateway::engine::Redact::new(&req, &scores);
     assert_eq!(redact.redaction.map.len(), 1, "{:?}", scores.entities);
 

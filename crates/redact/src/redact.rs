@@ -105,13 +105,11 @@ fn flagged_values<'r>(req: &'r ChatRequest, spans: &[Span]) -> Vec<(&'static str
     // adds new ones at the end): the request's own fields, then message by
     // message its content and its other fields; within a text by position,
     // the longer first so it absorbs what it contains.
+    // The key: (owning message or none for the request, side text or not).
     let n = req.messages.len();
     let group = |message: usize| match message.checked_sub(n) {
-        None => 2 * message + 1,
-        Some(k) => match side.get(k) {
-            Some((Some(owner), _)) => 2 * owner + 2,
-            _ => 0,
-        },
+        None => (Some(message), false),
+        Some(k) => (side.get(k).and_then(|(owner, _)| *owner), true),
     };
     spans.sort_by_key(|s| {
         (

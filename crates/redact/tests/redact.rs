@@ -34,6 +34,20 @@ fn span(req: &ChatRequest, message: usize, needle: &str, label: &'static str) ->
     span_nth(req, message, needle, 0, label)
 }
 
+/// The span of the first `needle` in the request's side texts, indexed as
+/// the scanner reports it (past the messages).
+fn side_span(req: &ChatRequest, needle: &str, label: &'static str) -> Span {
+    let side = req.side_texts();
+    let k = side.iter().position(|t| t.contains(needle)).unwrap();
+    let start = side[k].find(needle).unwrap();
+    Span {
+        message: req.messages.len() + k,
+        byte_start: start,
+        byte_end: start + needle.len(),
+        label,
+    }
+}
+
 fn text(req: &ChatRequest, i: usize) -> String {
     req.messages[i].text().into_owned()
 }
@@ -170,19 +184,9 @@ fn spans_in_side_texts_are_redacted_wherever_the_value_is() {
     ]));
     req.extra.insert("metadata".into(), json!({"owner": "ops@example.com"}));
     let side = req.side_texts();
-    let at = |needle: &str, label| {
-        let k = side.iter().position(|t| t.contains(needle)).unwrap();
-        let start = side[k].find(needle).unwrap();
-        Span {
-            message: req.messages.len() + k,
-            byte_start: start,
-            byte_end: start + needle.len(),
-            label,
-        }
-    };
     let spans = [
-        at("4111 1111 1111 1111", "credit_card"),
-        at("ops@example.com", "email"),
+        side_span(&req, "4111 1111 1111 1111", "credit_card"),
+        side_span(&req, "ops@example.com", "email"),
         // Past every side text: ignored, never a panic.
         Span {
             message: req.messages.len() + side.len(),
@@ -212,24 +216,13 @@ fn spans_in_side_texts_are_redacted_wherever_the_value_is() {
 /// the next turn adds a value of the same kind to a later message.
 #[test]
 fn side_text_values_keep_their_numbers_across_turns() {
-    let side_span = |req: &ChatRequest, needle: &str| {
-        let side = req.side_texts();
-        let k = side.iter().position(|t| t.contains(needle)).unwrap();
-        let start = side[k].find(needle).unwrap();
-        Span {
-            message: req.messages.len() + k,
-            byte_start: start,
-            byte_end: start + needle.len(),
-            label: "email",
-        }
-    };
     let turn1 = request(json!([
         {"role": "user", "content": "Send the report."},
         {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
             "function": {"name": "send", "arguments": "{\"to\":\"a@x.io\"}"}}]},
         {"role": "tool", "tool_call_id": "c1", "content": "sent"}
     ]));
-    let r1 = redact(&turn1, &[side_span(&turn1, "a@x.io")]);
+    let r1 = redact(&turn1, &[side_span(&turn1, "a@x.io", "email")]);
     assert_eq!(r1.map.value("[EMAIL_1]"), Some("a@x.io"));
 
     let mut messages = serde_json::to_value(&turn1.messages).unwrap();
@@ -238,7 +231,7 @@ fn side_text_values_keep_their_numbers_across_turns() {
         .unwrap()
         .push(json!({"role": "user", "content": "Copy b@x.io too."}));
     let turn2 = request(messages);
-    let spans = [span(&turn2, 3, "b@x.io", "email"), side_span(&turn2, "a@x.io")];
+    let spans = [span(&turn2, 3, "b@x.io", "email"), side_span(&turn2, "a@x.io", "email")];
     let r2 = redact(&turn2, &spans);
     assert_eq!(r2.map.value("[EMAIL_1]"), Some("a@x.io"), "{:?}", r2.map);
     assert_eq!(r2.map.value("[EMAIL_2]"), Some("b@x.io"));
