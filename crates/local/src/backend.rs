@@ -111,6 +111,9 @@ struct Shared {
     changed: Condvar,
     /// Set when the backend is dropped: everything stops.
     shutdown: AtomicBool,
+    /// The engine thread, if one was started: dropping the backend waits
+    /// for it (see [`SHUTDOWN_WAIT`]).
+    engine: Mutex<Option<std::thread::JoinHandle<()>>>,
     next_job: AtomicU64,
     loads: AtomicU64,
     counters: Counters,
@@ -291,6 +294,7 @@ impl LocalBackend {
             }),
             changed: Condvar::new(),
             shutdown: AtomicBool::new(false),
+            engine: Mutex::new(None),
             next_job: AtomicU64::new(0),
             loads: AtomicU64::new(0),
             counters: Counters::default(),
@@ -491,13 +495,31 @@ impl LocalBackend {
     }
 }
 
+/// How long dropping the backend waits for the engine to stop: a decode
+/// step in progress finishes first, and a slot may be blocked handing text
+/// to a stream nobody reads.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
 impl Drop for LocalBackend {
+    /// Stops everything and waits (at most [`SHUTDOWN_WAIT`]) until the
+    /// model is freed: a process that exits while llama.cpp still runs on
+    /// another thread can crash in its static destructors.
     fn drop(&mut self) {
         let sh = &self.shared;
         sh.shutdown.store(true, Ordering::Release);
         let waiting: Vec<_> = lock(&sh.sched).queue.drain(..).collect();
         fail_jobs(waiting, &shut_down(&sh.tier.name));
         sh.changed.notify_all();
+        let Some(engine) = lock(&sh.engine).take() else { return };
+        let deadline = Instant::now() + SHUTDOWN_WAIT;
+        while !engine.is_finished() {
+            if Instant::now() >= deadline {
+                tracing::warn!(tier = %sh.tier.name, "local: the engine did not stop in time; leaving it");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = engine.join();
     }
 }
 
@@ -664,7 +686,9 @@ fn spawn_engine(sh: &Arc<Shared>, reply: Option<StartupReply>) -> Result<(), Loc
     std::thread::Builder::new()
         .name(format!("local-{}", sh.tier.name))
         .spawn(move || engine_main(&shared, reply))
-        .map(|_| ())
+        // A new engine starts only once the last one has freed its model
+        // (the load state says so): the handle replaced here is ending.
+        .map(|h| *lock(&sh.engine) = Some(h))
         .map_err(|e| LocalError::Llama {
             tier: sh.tier.name.clone(),
             reason: format!("could not start the engine thread: {e}"),
@@ -711,12 +735,14 @@ fn engine_main(sh: &Arc<Shared>, mut reply: Option<StartupReply>) {
 /// One load-serve-unload cycle. `Err` only for a failed load.
 fn serve_once(sh: &Arc<Shared>, reply: &mut Option<StartupReply>) -> Result<(), LocalError> {
     let tier = &sh.tier;
+    let loading = lock(&engine::LOAD_LOCK);
     let loaded = engine::load(tier, &sh.opts.meminfo_path)?;
     let model = &loaded.model;
     let mut contexts = Vec::with_capacity(tier.parallel_slots);
     for _ in 0..tier.parallel_slots {
         contexts.push(engine::new_context(model, tier)?);
     }
+    drop(loading);
     if tier.self_bench
         && let Some(ctx) = contexts.first_mut()
     {

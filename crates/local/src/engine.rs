@@ -34,6 +34,11 @@ static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
 /// model), so every context of every model is created under this lock.
 static CONTEXT_LOCK: Mutex<()> = Mutex::new(());
 
+/// One model loads at a time in the process, from the memory check until
+/// its contexts exist: two tiers loading at once would each see the memory
+/// the other is about to take as available.
+pub(crate) static LOAD_LOCK: Mutex<()> = Mutex::new(());
+
 pub(crate) fn backend(tier: &str) -> Result<&'static LlamaBackend, LocalError> {
     let b = BACKEND.get_or_init(|| {
         let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;

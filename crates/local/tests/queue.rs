@@ -126,6 +126,9 @@ async fn no_queue_still_admits_the_loading_request_and_preempts_a_prefill() {
     let handover = b.stream(greedy(2, conv)).await.expect("a prefill gives way");
     let a = collect(handover).await;
     assert!(a.error.is_none(), "{:?}", a.error);
+    // The answer's end reaches the reader just before its worker marks the
+    // slot free again.
+    wait_idle(&b, "the slot never became idle after the handover").await;
     // With the slot doing real work, the next one is refused.
     let mut busy = b.stream(long()).await.unwrap();
     first_text(&mut busy).await;
