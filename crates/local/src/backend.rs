@@ -511,13 +511,16 @@ impl Drop for LocalBackend {
         fail_jobs(waiting, &shut_down(&sh.tier.name));
         sh.changed.notify_all();
         let Some(engine) = lock(&sh.engine).take() else { return };
-        let deadline = Instant::now() + SHUTDOWN_WAIT;
-        while !engine.is_finished() {
-            if Instant::now() >= deadline {
-                tracing::warn!(tier = %sh.tier.name, "local: the engine did not stop in time; leaving it");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        // The engine announces `Unloaded` once its model is freed, just
+        // before its thread ends.
+        let (s, waited) = sh
+            .changed
+            .wait_timeout_while(lock(&sh.sched), SHUTDOWN_WAIT, |s| s.load != LoadState::Unloaded)
+            .unwrap_or_else(|p| p.into_inner());
+        drop(s);
+        if waited.timed_out() {
+            tracing::warn!(tier = %sh.tier.name, "local: the engine did not stop in time; leaving it");
+            return;
         }
         let _ = engine.join();
     }
@@ -735,12 +738,12 @@ fn engine_main(sh: &Arc<Shared>, mut reply: Option<StartupReply>) {
 /// One load-serve-unload cycle. `Err` only for a failed load.
 fn serve_once(sh: &Arc<Shared>, reply: &mut Option<StartupReply>) -> Result<(), LocalError> {
     let tier = &sh.tier;
-    let loading = lock(&engine::LOAD_LOCK);
-    let loaded = engine::load(tier, &sh.opts.meminfo_path)?;
+    let loading = engine::begin_load();
+    let loaded = engine::load(tier, &sh.opts.meminfo_path, &loading)?;
     let model = &loaded.model;
     let mut contexts = Vec::with_capacity(tier.parallel_slots);
     for _ in 0..tier.parallel_slots {
-        contexts.push(engine::new_context(model, tier)?);
+        contexts.push(engine::new_context(model, tier, &loading)?);
     }
     drop(loading);
     if tier.self_bench

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use api::{BackendError, BackendErrorKind, Event, FinishReason, Generate, Role, TokenStats, Usage};
@@ -30,14 +30,23 @@ use crate::text::{StopMatcher, Utf8Decoder};
 /// The process-wide llama.cpp backend: `llama_backend_init` may run once.
 static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
 
-/// Creating contexts concurrently is unsound in llama.cpp (it mutates the
-/// model), so every context of every model is created under this lock.
-static CONTEXT_LOCK: Mutex<()> = Mutex::new(());
-
 /// One model loads at a time in the process, from the memory check until
-/// its contexts exist: two tiers loading at once would each see the memory
-/// the other is about to take as available.
-pub(crate) static LOAD_LOCK: Mutex<()> = Mutex::new(());
+/// its contexts exist: two tiers loading at once would each count the
+/// memory the other is about to take as available, and creating contexts
+/// concurrently is unsound in llama.cpp (it mutates the model).
+static LOAD_LOCK: Mutex<()> = Mutex::new(());
+
+/// Proof that the caller holds [`LOAD_LOCK`]: [`load`] and [`new_context`]
+/// ask for it.
+pub(crate) struct Loading {
+    _guard: MutexGuard<'static, ()>,
+}
+
+pub(crate) fn begin_load() -> Loading {
+    Loading {
+        _guard: LOAD_LOCK.lock().unwrap_or_else(|p| p.into_inner()),
+    }
+}
 
 pub(crate) fn backend(tier: &str) -> Result<&'static LlamaBackend, LocalError> {
     let b = BACKEND.get_or_init(|| {
@@ -108,7 +117,7 @@ pub(crate) fn estimate(tier: &LocalTier, file_size: u64, meta: &memory::ModelMet
     )
 }
 
-pub(crate) fn load(tier: &LocalTier, meminfo: &Path) -> Result<Loaded, LocalError> {
+pub(crate) fn load(tier: &LocalTier, meminfo: &Path, _: &Loading) -> Result<Loaded, LocalError> {
     // Read again: the file may have been replaced since start.
     let (file_size, meta) = inspect(tier)?;
     let estimate = estimate(tier, file_size, &meta);
@@ -186,7 +195,11 @@ fn template_name(tier: &LocalTier) -> &str {
     }
 }
 
-pub(crate) fn new_context<'m>(model: &'m LlamaModel, tier: &LocalTier) -> Result<LlamaContext<'m>, LocalError> {
+pub(crate) fn new_context<'m>(
+    model: &'m LlamaModel,
+    tier: &LocalTier,
+    _: &Loading,
+) -> Result<LlamaContext<'m>, LocalError> {
     let threads = i32::try_from(tier.threads).unwrap_or(1);
     let params = LlamaContextParams::default()
         .with_n_ctx(Some(tier.context_len))
@@ -195,7 +208,6 @@ pub(crate) fn new_context<'m>(model: &'m LlamaModel, tier: &LocalTier) -> Result
         .with_n_seq_max(1)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
-    let _guard = CONTEXT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let backend = backend(&tier.name)?;
     model.new_context(backend, params).map_err(|e| LocalError::Llama {
         tier: tier.name.clone(),
