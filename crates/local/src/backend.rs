@@ -158,6 +158,10 @@ struct SlotState {
     prefilling: bool,
     /// A job handed to this slot by `stream()`, not yet picked up.
     assigned: Option<Arc<Job>>,
+    /// The job the worker is running. Once its reader has seen the end
+    /// (or gone away) the slot is as good as free for admission: only
+    /// bookkeeping is left before the worker takes the next job.
+    running: Option<Arc<Job>>,
     /// What the slot's KV cache holds, as conversation text (see
     /// [`routing_key`]); compared with new requests to reuse the longest
     /// prefix without tokenizing on the async side.
@@ -195,6 +199,8 @@ const QUEUED: u8 = 0;
 const STARTED: u8 = 1;
 /// The stream gave up waiting (queue_wait) or was dropped.
 const ABANDONED: u8 = 2;
+/// Started, and its reader saw the last event or went away.
+const ENDED: u8 = 3;
 
 type Tx = mpsc::Sender<Result<Event, BackendError>>;
 
@@ -234,6 +240,17 @@ impl Job {
 
     fn take_tx(&self) -> Option<Tx> {
         lock(&self.tx).take()
+    }
+
+    /// Nobody waits for more of this job's events.
+    fn end(&self) {
+        let _ = self
+            .state
+            .compare_exchange(STARTED, ENDED, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    fn ended(&self) -> bool {
+        self.state.load(Ordering::Acquire) == ENDED
     }
 }
 
@@ -449,12 +466,16 @@ impl LocalBackend {
                 None
             };
             // Slots a waiting request will get without waiting behind real
-            // work: those only warming a prefill (it gives way), or all of
-            // them while the model loads. So `queue_len = 0` still admits
-            // the request that loads the model, and a handover to a slot
-            // that was warming for it.
+            // work: those only warming a prefill (it gives way) or whose
+            // answer has ended, or all of them while the model loads. So
+            // `queue_len = 0` still admits the request that loads the
+            // model, a handover to a slot that was warming for it, and the
+            // next request sent the instant an answer ends.
             let yielding = if s.load == LoadState::Loaded {
-                s.slots.iter().filter(|sl| sl.prefilling).count()
+                s.slots
+                    .iter()
+                    .filter(|sl| sl.prefilling || sl.running.as_ref().is_some_and(|j| j.ended()))
+                    .count()
             } else {
                 sh.tier.parallel_slots
             };
@@ -605,10 +626,14 @@ impl Stream for JobStream {
                 if item.is_err() {
                     this.done = true;
                 }
+                if matches!(item, Err(_) | Ok(Event::Finish(_))) {
+                    this.job.end();
+                }
                 Poll::Ready(Some(item))
             }
             Poll::Ready(None) => {
                 this.done = true;
+                this.job.end();
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -644,6 +669,8 @@ impl Drop for JobStream {
         // stops the worker at its next token.
         if self.job.claim(ABANDONED) {
             remove_queued(&self.shared, self.job.id);
+        } else {
+            self.job.end();
         }
     }
 }
@@ -776,6 +803,7 @@ fn serve_once(sh: &Arc<Shared>, reply: &mut Option<StartupReply>) -> Result<(), 
                 busy: false,
                 prefilling: false,
                 assigned: None,
+                running: None,
                 key: String::new(),
                 last_used: None,
             })
@@ -850,20 +878,20 @@ fn worker(sh: &Shared, i: usize, mut slot: Slot<'_>) {
                     }
                     return;
                 }
-                if let Some(j) = s.slots[i].assigned.take() {
-                    s.slots[i].busy = true;
-                    s.slots[i].prefilling = j.prefill.is_some();
-                    break j;
-                }
-                if let Some(j) = s.queue.pop_front() {
-                    s.slots[i].busy = true;
-                    s.slots[i].prefilling = false;
+                let next = s.slots[i].assigned.take().or_else(|| s.queue.pop_front());
+                if let Some(j) = next {
+                    let sl = &mut s.slots[i];
+                    sl.busy = true;
+                    sl.prefilling = j.prefill.is_some();
+                    sl.running = Some(j.clone());
                     break j;
                 }
                 if s.slots[i].busy {
                     // The engine thread starts its idle timer on this.
-                    s.slots[i].busy = false;
-                    s.slots[i].prefilling = false;
+                    let sl = &mut s.slots[i];
+                    sl.busy = false;
+                    sl.prefilling = false;
+                    sl.running = None;
                     sh.changed.notify_all();
                 }
                 s = sh.changed.wait(s).unwrap_or_else(|p| p.into_inner());
@@ -929,6 +957,7 @@ mod tests {
             busy,
             prefilling: false,
             assigned: None,
+            running: None,
             key: key.into(),
             last_used: used_secs_ago.map(|s| Instant::now() - Duration::from_secs(s)),
         }

@@ -126,13 +126,47 @@ async fn no_queue_still_admits_the_loading_request_and_preempts_a_prefill() {
     let handover = b.stream(greedy(2, conv)).await.expect("a prefill gives way");
     let a = collect(handover).await;
     assert!(a.error.is_none(), "{:?}", a.error);
-    // The answer's end reaches the reader just before its worker marks the
-    // slot free again.
-    wait_idle(&b, "the slot never became idle after the handover").await;
     // With the slot doing real work, the next one is refused.
     let mut busy = b.stream(long()).await.unwrap();
     first_text(&mut busy).await;
     let refused = b.stream(greedy(2, json!({}))).await.err().expect("no queue");
     assert_eq!(refused.kind, BackendErrorKind::Overloaded);
     drop(warm);
+}
+
+/// `queue_len = 0`: the next request sent the instant an answer's `Finish`
+/// arrives (its worker still doing bookkeeping), or the instant a reader
+/// drops its stream, is admitted, not refused as overloaded.
+#[tokio::test]
+async fn no_queue_admits_the_request_sent_as_the_last_answer_ends() {
+    let cfg = LocalTierConfig {
+        queue_len: 0,
+        ..tier("q0-next")
+    };
+    let b = LocalBackend::new(&cfg).unwrap();
+    // The previous answer's stream stays open until the next request is
+    // in: its worker may not have closed its end yet.
+    let mut prev = None;
+    for round in 0..24 {
+        let mut s = b
+            .stream(greedy(1, json!({})))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: refused: {e}"));
+        drop(prev.take());
+        if round % 4 == 3 {
+            // The app goes away mid-answer and asks again at once.
+            drop(s);
+            continue;
+        }
+        loop {
+            match s.next().await {
+                Some(Ok(Event::Finish(_))) => break,
+                Some(Ok(_)) => {}
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        prev = Some(s);
+    }
+    let last = collect(b.stream(greedy(1, json!({}))).await.expect("admitted")).await;
+    assert!(last.error.is_none(), "{:?}", last.error);
 }
