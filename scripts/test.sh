@@ -13,9 +13,12 @@ step "system packages";  bash scripts/install-deps.sh
 step "test model";       bash scripts/fetch-model.sh
 step "python SDK";       bash scripts/setup-python.sh
 step "format";           cargo fmt --all -- --check
-# One profile (release) for everything: llama.cpp is compiled once.
+# One profile (release) for everything: llama.cpp is compiled once. The build
+# selects the test targets too, so cargo resolves the features of the
+# dependencies as the tests do (dev-dependencies add some) and the tests
+# reuse every crate it compiled; with `--bins` alone they were compiled twice.
 step "clippy";           cargo clippy --release --locked --workspace --all-targets -- -D warnings
-step "build";            cargo build --release --locked --workspace --bins
+step "build";            cargo build --release --locked --workspace --bins --tests
 step "tests";            cargo test --release --locked --workspace --no-fail-fast
 if [ -x tests/compose/run.sh ]; then
   step "compose harness"; bash tests/compose/run.sh

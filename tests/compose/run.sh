@@ -27,7 +27,9 @@ fail() { printf '[compose] FAILED: %s\n' "$*" >&2; exit 1; }
 
 if [ "${E2E_SKIP_BUILD:-0}" != 1 ]; then
   say "building release binaries"
-  cargo build --release --locked --bins -p gateway -p mock-cloud || fail "cargo build"
+  # The same selection as scripts/test.sh's build, so the same features and
+  # artifacts: a no-op there, not a second compilation of the dependencies.
+  cargo build --release --locked --workspace --bins --tests || fail "cargo build"
 fi
 bin_dir="$CARGO_TARGET_DIR/release"
 
