@@ -169,16 +169,17 @@ impl Renderer {
     }
 
     /// The end of a stream: the finish chunk, then the `tandem` object and
-    /// `[DONE]`. With `usage` (`include_usage`) the object rides on a last
-    /// chunk without a choice, with the usage, as OpenAI sends usage;
-    /// otherwise on the finish chunk, so that every chunk has a choice (SDK
-    /// loops read `choices[0]`).
-    pub fn end(&self, reason: FinishReason, usage: Option<Usage>, tandem: &TandemInfo) -> Vec<u8> {
-        let Some(usage) = usage else {
+    /// `[DONE]`. With `include_usage` the object rides on a last chunk
+    /// without a choice, with the usage, as OpenAI sends usage — `null` when
+    /// no backend reported any (a server that ignores `stream_options`),
+    /// never made-up zeros; otherwise on the finish chunk, so that every
+    /// chunk has a choice (SDK loops read `choices[0]`).
+    pub fn end(&self, reason: FinishReason, include_usage: bool, usage: Option<Usage>, tandem: &TandemInfo) -> Vec<u8> {
+        if !include_usage {
             let mut out = self.finish_chunk(reason, Some(tandem));
             out.extend_from_slice(DONE);
             return out;
-        };
+        }
         let mut out = self.finish_chunk(reason, None);
         out.extend(sse_data(&json!({
             "id": self.id,
@@ -347,8 +348,17 @@ mod tests {
             assert_eq!(v["id"], "chatcmpl-1");
             assert_eq!(v["created"], 42);
         }
-        let end = r.end(FinishReason::Stop, Some(Usage::new(3, 4)), &TandemInfo::default());
+        let end = r.end(FinishReason::Stop, true, Some(Usage::new(3, 4)), &TandemInfo::default());
         assert!(end.ends_with(DONE));
+        let usage_of = |end: &[u8]| -> Value {
+            let s = std::str::from_utf8(end.strip_suffix(DONE).unwrap()).unwrap();
+            let last = s.trim_end().rsplit("\n\n").next().unwrap();
+            serde_json::from_str::<Value>(last.strip_prefix("data: ").unwrap()).unwrap()["usage"].clone()
+        };
+        assert_eq!(usage_of(&end)["total_tokens"], 7);
+        // Nobody reported usage: the chunk says so, it does not invent zeros.
+        let end = r.end(FinishReason::Stop, true, None, &TandemInfo::default());
+        assert_eq!(usage_of(&end), Value::Null);
     }
 
     /// The chunks written from the fixed head are the same JSON as the
@@ -389,7 +399,7 @@ mod tests {
             route: "lo\"cal".into(),
             ..TandemInfo::default()
         };
-        let end = r.end(FinishReason::Stop, None, &info);
+        let end = r.end(FinishReason::Stop, false, None, &info);
         let chunk = end.strip_suffix(DONE).unwrap();
         let mut want = parse(&r.chunk(json!({}), Some(FinishReason::Stop), None));
         want["tandem"] = json!(info);

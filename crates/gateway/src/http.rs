@@ -502,12 +502,9 @@ impl Pump {
                             // An answer that ended without a finish reason
                             // (a server that sent none) ended normally.
                             let reason = self.finish.unwrap_or(FinishReason::Stop);
-                            let usage = self
-                                .run
-                                .request()
-                                .include_usage()
-                                .then(|| self.run.usage().unwrap_or_default());
-                            return Some(self.renderer.end(reason, usage, &self.run.info));
+                            let include = self.run.request().include_usage();
+                            let usage = self.run.usage();
+                            return Some(self.renderer.end(reason, include, usage, &self.run.info));
                         }
                     }
                 }

@@ -290,6 +290,17 @@ async fn stream_has_one_id_usage_and_done() {
     let last = events.last().unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "stop", "{body}");
     assert_eq!(last["tandem"]["route"], "local-a");
+
+    // A backend that reports no usage (a server ignoring `stream_options`):
+    // the usage chunk still comes, with `usage: null`, not zeros.
+    let silent = Fake::new("local-a", true, vec![Step::Text("a"), Step::Finish]);
+    let st = state(vec![silent], "local-a");
+    let (_, _, body) = send(&st, post(CHAT_STREAM)).await;
+    let events = sse_json(&body);
+    let last = events.last().unwrap();
+    assert_eq!(last["choices"], json!([]), "{body}");
+    assert!(last.get("usage").is_some_and(Value::is_null), "{body}");
+    assert_eq!(last["tandem"]["route"], "local-a");
 }
 
 #[tokio::test]
