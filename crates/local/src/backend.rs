@@ -152,22 +152,39 @@ struct LoadInfo {
 }
 
 struct SlotState {
-    busy: bool,
-    /// Its job is a warm-standby prefill, which gives way to any request
-    /// that waits: the slot is as good as free for admission.
-    prefilling: bool,
-    /// A job handed to this slot by `stream()`, not yet picked up.
+    /// A job handed to this slot by `stream()` or `prepare()`, not yet
+    /// picked up.
     assigned: Option<Arc<Job>>,
-    /// The job the worker is running. Once its reader has seen the end
-    /// (or gone away) the slot is as good as free for admission: only
-    /// bookkeeping is left before the worker takes the next job.
+    /// The job the worker is running, or has just run (until it looks for
+    /// the next one).
     running: Option<Arc<Job>>,
+    /// Its worker thread could not start: busy for good.
+    no_worker: bool,
     /// What the slot's KV cache holds, as conversation text (see
     /// [`routing_key`]); compared with new requests to reuse the longest
     /// prefix without tokenizing on the async side.
     key: String,
     /// When the slot last finished a request; `None`: its cache is empty.
     last_used: Option<Instant>,
+}
+
+impl SlotState {
+    fn job(&self) -> Option<&Job> {
+        self.assigned.as_deref().or(self.running.as_deref())
+    }
+
+    fn busy(&self) -> bool {
+        self.no_worker || self.job().is_some()
+    }
+
+    /// Busy, but a waiting request gets the slot without waiting behind
+    /// real work: its job is a warm-standby prefill (which gives way to any
+    /// request that waits), or an answer whose reader has seen the end or
+    /// gone away (only bookkeeping is left before the worker takes the next
+    /// job).
+    fn yielding(&self) -> bool {
+        self.job().is_some_and(|j| j.prefill.is_some() || j.ended())
+    }
 }
 
 /// Share of a slot's cached conversation a request must reuse for the slot
@@ -178,12 +195,7 @@ const MIN_REUSE: f64 = 0.5;
 /// The free slot for a request: the one whose cache it extends most, or
 /// else an empty one, or else the least recently used.
 fn pick_slot(slots: &[SlotState], key: &str) -> Option<usize> {
-    let free = || {
-        slots
-            .iter()
-            .enumerate()
-            .filter(|(_, sl)| !sl.busy && sl.assigned.is_none())
-    };
+    let free = || slots.iter().enumerate().filter(|(_, sl)| !sl.busy());
     let best = free()
         .filter(|(_, sl)| !sl.key.is_empty())
         .map(|(i, sl)| (i, common_prefix_len(&sl.key, key), sl.key.len()))
@@ -346,7 +358,7 @@ impl LocalBackend {
             (
                 s.load,
                 s.slots.len(),
-                s.slots.iter().filter(|sl| sl.busy).count(),
+                s.slots.iter().filter(|sl| sl.busy()).count(),
                 s.queue.len(),
                 s.last_load_error.clone(),
                 s.info,
@@ -466,21 +478,16 @@ impl LocalBackend {
                 None
             };
             // Slots a waiting request will get without waiting behind real
-            // work: those only warming a prefill (it gives way) or whose
-            // answer has ended, or all of them while the model loads. So
-            // `queue_len = 0` still admits the request that loads the
-            // model, a handover to a slot that was warming for it, and the
-            // next request sent the instant an answer ends.
+            // work: the yielding ones, or all of them while the model
+            // loads. So `queue_len = 0` still admits the request that loads
+            // the model, a handover to a slot that was warming for it, and
+            // the next request sent the instant an answer ends.
             let yielding = if s.load == LoadState::Loaded {
-                s.slots
-                    .iter()
-                    .filter(|sl| sl.prefilling || sl.running.as_ref().is_some_and(|j| j.ended()))
-                    .count()
+                s.slots.iter().filter(|sl| sl.yielding()).count()
             } else {
                 sh.tier.parallel_slots
             };
             if let Some(i) = free {
-                s.slots[i].busy = true;
                 s.slots[i].assigned = Some(job.clone());
             } else if s.queue.len() >= sh.tier.queue_len + yielding {
                 return Err(BackendError::upstream(
@@ -591,8 +598,6 @@ impl Backend for LocalBackend {
             let (tx, _) = mpsc::channel(1);
             let (prepared, stop) = Prepared::new();
             let job = Job::new(sh, req, key, tx, Some(stop));
-            s.slots[i].busy = true;
-            s.slots[i].prefilling = true;
             s.slots[i].assigned = Some(job);
             sh.counters.prefills.fetch_add(1, Ordering::Relaxed);
             prepared
@@ -682,8 +687,6 @@ fn remove_queued(sh: &Shared, id: u64) {
         if sl.assigned.as_ref().is_some_and(|j| j.id == id) {
             // The worker will find the job abandoned and go idle again.
             sl.assigned = None;
-            sl.busy = false;
-            sl.prefilling = false;
         }
     }
     drop(s);
@@ -800,10 +803,9 @@ fn serve_once(sh: &Arc<Shared>, reply: &mut Option<StartupReply>) -> Result<(), 
         };
         s.slots = (0..contexts.len())
             .map(|_| SlotState {
-                busy: false,
-                prefilling: false,
                 assigned: None,
                 running: None,
+                no_worker: false,
                 key: String::new(),
                 last_used: None,
             })
@@ -824,7 +826,7 @@ fn serve_once(sh: &Arc<Shared>, reply: &mut Option<StartupReply>) -> Result<(), 
             if let Err(e) = spawned {
                 tracing::error!(tier = %tier.name, error = %e, "local: could not start a slot thread");
                 // The slot stays busy forever; the others serve.
-                lock(&sh.sched).slots[i].busy = true;
+                lock(&sh.sched).slots[i].no_worker = true;
             }
         }
         supervise(sh);
@@ -841,7 +843,7 @@ fn supervise(sh: &Shared) {
         if sh.shutdown.load(Ordering::Acquire) {
             break;
         }
-        let idle = s.queue.is_empty() && s.slots.iter().all(|sl| !sl.busy && sl.assigned.is_none());
+        let idle = s.queue.is_empty() && s.slots.iter().all(|sl| !sl.busy());
         let wait = match sh.tier.idle_unload {
             Some(limit) if idle => {
                 let since = s.last_activity.elapsed();
@@ -880,18 +882,11 @@ fn worker(sh: &Shared, i: usize, mut slot: Slot<'_>) {
                 }
                 let next = s.slots[i].assigned.take().or_else(|| s.queue.pop_front());
                 if let Some(j) = next {
-                    let sl = &mut s.slots[i];
-                    sl.busy = true;
-                    sl.prefilling = j.prefill.is_some();
-                    sl.running = Some(j.clone());
+                    s.slots[i].running = Some(j.clone());
                     break j;
                 }
-                if s.slots[i].busy {
+                if s.slots[i].running.take().is_some() {
                     // The engine thread starts its idle timer on this.
-                    let sl = &mut s.slots[i];
-                    sl.busy = false;
-                    sl.prefilling = false;
-                    sl.running = None;
                     sh.changed.notify_all();
                 }
                 s = sh.changed.wait(s).unwrap_or_else(|p| p.into_inner());
@@ -954,10 +949,10 @@ mod tests {
 
     fn slot(key: &str, used_secs_ago: Option<u64>, busy: bool) -> SlotState {
         SlotState {
-            busy,
-            prefilling: false,
             assigned: None,
             running: None,
+            // As busy as a slot can be without a job to build.
+            no_worker: busy,
             key: key.into(),
             last_used: used_secs_ago.map(|s| Instant::now() - Duration::from_secs(s)),
         }
