@@ -20,8 +20,10 @@
 # A_ENV, B_ENV (space-separated VAR=value pairs), A_LOG_LEVEL, B_LOG_LEVEL
 # ("info", as shipped), A_TIER, B_TIER (a line added to each cloud tier, e.g.
 # 'http2 = false'), CASES ("json:16 json-paced:1 json-paced:16": MODE:C, the
-# modes of bench/gateway.sh), ROUNDS (3), DURATION seconds per run (5),
-# PACED_LATENCY_MS (20), CHUNKS (20).
+# JSON modes of bench/gateway.sh: json and json-paced with wrk in a closed
+# loop, json-open and stream-open with loadgen on a schedule; a stream's
+# times are to its first content token), ROUNDS (3), DURATION seconds per run (5),
+# PACED_LATENCY_MS (20), PACED_CHUNK_DELAY_MS (5), CHUNKS (20).
 # Writes bench/results/ab-STAMP.{jsonl,md}.
 source "$(dirname "$0")/lib/common.sh"
 
@@ -29,13 +31,15 @@ ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-5}"
 CASES="${CASES:-json:16 json-paced:1 json-paced:16}"
 PACED_LATENCY_MS="${PACED_LATENCY_MS:-20}"
+PACED_CHUNK_DELAY_MS="${PACED_CHUNK_DELAY_MS:-5}"
 CHUNKS="${CHUNKS:-20}"
 
 bench_init ab
 bench_build
 command -v wrk >/dev/null || { log "wrk is missing: run scripts/install-deps.sh"; exit 1; }
 
-start_mock paced --chunks "$CHUNKS" --record-limit 16 --latency-ms "$PACED_LATENCY_MS"
+start_mock paced --chunks "$CHUNKS" --record-limit 16 --latency-ms "$PACED_LATENCY_MS" \
+  --chunk-delay-ms "$PACED_CHUNK_DELAY_MS"
 PACED_URL="$MOCK_URL" PACED_CA="$MOCK_CA"
 start_mock fast --chunks "$CHUNKS" --record-limit 16
 FAST_URL="$MOCK_URL" FAST_CA="$MOCK_CA"
@@ -62,7 +66,26 @@ start_variant() {
 start_variant A
 start_variant B
 
-for model in cloud cloud-paced; do chat_body "$model" false >"$BENCH_TMP/body-$model.json"; done
+for model in cloud cloud-paced; do
+  chat_body "$model" false >"$BENCH_TMP/body-$model.json"
+  chat_body "$model" true >"$BENCH_TMP/body-$model-stream.json"
+done
+
+# open_rate MODE C: the open-loop rate, C / L requests per second, L the
+# direct arm's mean latency at concurrency 1 (as in bench/gateway.sh),
+# measured once per mode.
+declare -A OPEN_LATENCY_MS=()
+open_rate() {
+  if [ -z "${OPEN_LATENCY_MS[$1]:-}" ]; then
+    local body="$BENCH_TMP/body-cloud-paced.json"
+    [ "$1" != stream-open ] || body="$BENCH_TMP/body-cloud-paced-stream.json"
+    OPEN_LATENCY_MS[$1]="$("$BIN/loadgen" run --url "$PACED_URL/v1/chat/completions" --ca "$PACED_CA" \
+      --body-file "$body" --duration-s 2 --warmup-s 0.5 |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["last_byte_ms"]["mean"])')"
+    log "$1: direct latency ${OPEN_LATENCY_MS[$1]} ms at concurrency 1"
+  fi
+  python3 -c "print(round($2 * 1000 / ${OPEN_LATENCY_MS[$1]}, 1))"
+}
 
 out="$RESULTS/ab-$BENCH_STAMP.jsonl"
 : >"$out"
@@ -72,9 +95,10 @@ for round in $(seq "$ROUNDS"); do
     mode="${case%:*}" c="${case#*:}"
     case "$mode" in
       json) model=cloud mock="$FAST_URL" ca="$FAST_CA" ;;
-      json-paced) model=cloud-paced mock="$PACED_URL" ca="$PACED_CA" ;;
-      *) log "unknown mode $mode (json or json-paced)"; exit 2 ;;
+      json-paced | json-open | stream-open) model=cloud-paced mock="$PACED_URL" ca="$PACED_CA" ;;
+      *) log "unknown mode $mode (json, json-paced, json-open or stream-open)"; exit 2 ;;
     esac
+    [[ "$mode" != *-open ]] || rate="$(open_rate "$mode" "$c")"
     for arm in direct A B; do
       case "$arm" in
         direct) url="$mock" pid="" ;;
@@ -82,12 +106,29 @@ for round in $(seq "$ROUNDS"); do
         B) url="$B_URL" pid="$B_PID" ;;
       esac
       t0=0; [ -z "$pid" ] || t0="$(cpu_ms "$pid")"
-      line="$(BODY_FILE="$BENCH_TMP/body-$model.json" wrk -t1 -c"$c" -d"${DURATION}s" --timeout 30s \
-        -s "$BENCH_ROOT/bench/lib/post.lua" "$url/v1/chat/completions" | sed -n 's/^JSON //p')"
+      if [[ "$mode" == *-open ]]; then
+        # loadgen, on a schedule: times count from when each request was due;
+        # a stream's times are to its first content token.
+        ca_args=(); [ "$arm" != direct ] || ca_args=(--ca "$ca")
+        body="$BENCH_TMP/body-$model.json" metric=last_byte_ms
+        [ "$mode" != stream-open ] || body="$BENCH_TMP/body-$model-stream.json" metric=first_content_ms
+        line="$("$BIN/loadgen" run --url "$url/v1/chat/completions" ${ca_args[@]+"${ca_args[@]}"} \
+          --body-file "$body" --concurrency "$((4 * c))" --rate "$rate" \
+          --duration-s "$DURATION" --warmup-s 1 --timeout-s 30 |
+          METRIC="$metric" python3 -c 'import json,os,sys; g=json.load(sys.stdin); m=g[os.environ["METRIC"]]
+print(json.dumps({"requests": g["requests"], "errors": g["failed"] + sum(g["errors"].values()),
+"rps": g["rps"], "p50_ms": m["p50"], "p99_ms": m["p99"]}))')"
+      else
+        line="$(BODY_FILE="$BENCH_TMP/body-$model.json" wrk -t1 -c"$c" -d"${DURATION}s" --timeout 30s \
+          -s "$BENCH_ROOT/bench/lib/post.lua" "$url/v1/chat/completions" | sed -n 's/^JSON //p' |
+          python3 -c 'import json,sys; w=json.load(sys.stdin); n=w["requests"]-w["err_status"]; print(json.dumps({"requests": n,
+"errors": w["err_status"] + w["err_connect"] + w["err_read"] + w["err_write"] + w["err_timeout"],
+"rps": n / (w["duration_us"] / 1e6), "p50_ms": w["p50_us"] / 1e3, "p99_ms": w["p99_us"] / 1e3}))')"
+      fi
       t1=0; [ -z "$pid" ] || t1="$(cpu_ms "$pid")"
-      printf '{"mode":"%s","c":%s,"round":%s,"arm":"%s","cpu_ms":%s,"wrk":%s}\n' \
+      printf '{"mode":"%s","c":%s,"round":%s,"arm":"%s","cpu_ms":%s,"run":%s}\n' \
         "$mode" "$c" "$round" "$arm" "$((t1 - t0))" "$line" >>"$out"
-      log "$(tail -1 "$out" | cut -c1-160)"
+      log "$(tail -1 "$out" | cut -c1-200)"
     done
   done
 done
@@ -101,11 +142,11 @@ for key in dict.fromkeys((r["mode"], r["c"]) for r in rows):
     rs = [r for r in rows if (r["mode"], r["c"]) == key]
     arm = {a: [r for r in rs if r["arm"] == a] for a in ("direct", "A", "B")}
     med = lambda a, f: st.median(f(r) for r in arm[a])
-    p50 = {a: med(a, lambda r: r["wrk"]["p50_us"] / 1e3) for a in arm}
-    p99 = {a: med(a, lambda r: r["wrk"]["p99_us"] / 1e3) for a in arm}
-    rps = {a: med(a, lambda r: r["wrk"]["requests"] / (r["wrk"]["duration_us"] / 1e6)) for a in arm}
-    cpu = {a: med(a, lambda r: 1000 * r["cpu_ms"] / max(1, r["wrk"]["requests"])) for a in ("A", "B")}
-    errors = sum(r["wrk"][k] for r in rs for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
+    p50 = {a: med(a, lambda r: r["run"]["p50_ms"]) for a in arm}
+    p99 = {a: med(a, lambda r: r["run"]["p99_ms"]) for a in arm}
+    rps = {a: med(a, lambda r: r["run"]["rps"]) for a in arm}
+    cpu = {a: med(a, lambda r: 1000 * r["cpu_ms"] / max(1, r["run"]["requests"])) for a in ("A", "B")}
+    errors = sum(r["run"]["errors"] for r in rs)
     print(f"| {key[0]} | {key[1]} | {p50['direct']:.3f} | {p50['A'] - p50['direct']:+.3f} / {p50['B'] - p50['direct']:+.3f} "
           f"| {p99['A'] - p99['direct']:+.3f} / {p99['B'] - p99['direct']:+.3f} "
           f"| {rps['direct']:,.0f} / {rps['A']:,.0f} / {rps['B']:,.0f} | {cpu['A']:.0f} / {cpu['B']:.0f} | {errors} |")
