@@ -66,26 +66,9 @@ start_variant() {
 start_variant A
 start_variant B
 
-for model in cloud cloud-paced; do
-  chat_body "$model" false >"$BENCH_TMP/body-$model.json"
-  chat_body "$model" true >"$BENCH_TMP/body-$model-stream.json"
-done
-
-# open_rate MODE C: the open-loop rate, C / L requests per second, L the
-# direct arm's mean latency at concurrency 1 (as in bench/gateway.sh),
-# measured once per mode.
-declare -A OPEN_LATENCY_MS=()
-open_rate() {
-  if [ -z "${OPEN_LATENCY_MS[$1]:-}" ]; then
-    local body="$BENCH_TMP/body-cloud-paced.json"
-    [ "$1" != stream-open ] || body="$BENCH_TMP/body-cloud-paced-stream.json"
-    OPEN_LATENCY_MS[$1]="$("$BIN/loadgen" run --url "$PACED_URL/v1/chat/completions" --ca "$PACED_CA" \
-      --body-file "$body" --duration-s 2 --warmup-s 0.5 |
-      python3 -c 'import json,sys; print(json.load(sys.stdin)["last_byte_ms"]["mean"])')"
-    log "$1: direct latency ${OPEN_LATENCY_MS[$1]} ms at concurrency 1"
-  fi
-  python3 -c "print(round($2 * 1000 / ${OPEN_LATENCY_MS[$1]}, 1))"
-}
+for model in cloud cloud-paced; do for s in true false; do
+  chat_body "$model" "$s" >"$BENCH_TMP/body-$model-$s.json"
+done; done
 
 out="$RESULTS/ab-$BENCH_STAMP.jsonl"
 : >"$out"
@@ -98,6 +81,7 @@ for round in $(seq "$ROUNDS"); do
       json-paced | json-open | stream-open) model=cloud-paced mock="$PACED_URL" ca="$PACED_CA" ;;
       *) log "unknown mode $mode (json, json-paced, json-open or stream-open)"; exit 2 ;;
     esac
+    calibrate_open "$mode"
     [[ "$mode" != *-open ]] || rate="$(open_rate "$mode" "$c")"
     for arm in direct A B; do
       case "$arm" in
@@ -110,8 +94,8 @@ for round in $(seq "$ROUNDS"); do
         # loadgen, on a schedule: times count from when each request was due;
         # a stream's times are to its first content token.
         ca_args=(); [ "$arm" != direct ] || ca_args=(--ca "$ca")
-        body="$BENCH_TMP/body-$model.json" metric=last_byte_ms
-        [ "$mode" != stream-open ] || body="$BENCH_TMP/body-$model-stream.json" metric=first_content_ms
+        body="$BENCH_TMP/body-$model-false.json" metric=last_byte_ms
+        [ "$mode" != stream-open ] || body="$BENCH_TMP/body-$model-true.json" metric=first_content_ms
         line="$("$BIN/loadgen" run --url "$url/v1/chat/completions" ${ca_args[@]+"${ca_args[@]}"} \
           --body-file "$body" --concurrency "$((4 * c))" --rate "$rate" \
           --duration-s "$DURATION" --warmup-s 1 --timeout-s 30 |
@@ -119,7 +103,7 @@ for round in $(seq "$ROUNDS"); do
 print(json.dumps({"requests": g["requests"], "errors": g["failed"] + sum(g["errors"].values()),
 "rps": g["rps"], "p50_ms": m["p50"], "p99_ms": m["p99"]}))')"
       else
-        line="$(BODY_FILE="$BENCH_TMP/body-$model.json" wrk -t1 -c"$c" -d"${DURATION}s" --timeout 30s \
+        line="$(BODY_FILE="$BENCH_TMP/body-$model-false.json" wrk -t1 -c"$c" -d"${DURATION}s" --timeout 30s \
           -s "$BENCH_ROOT/bench/lib/post.lua" "$url/v1/chat/completions" | sed -n 's/^JSON //p' |
           python3 -c 'import json,sys; w=json.load(sys.stdin); n=w["requests"]-w["err_status"]; print(json.dumps({"requests": n,
 "errors": w["err_status"] + w["err_connect"] + w["err_read"] + w["err_write"] + w["err_timeout"],

@@ -174,23 +174,6 @@ PY
   log "$(tail -1 "$out")"
 }
 
-# calibrate_open MODE: the direct arm's mean latency for an open-loop mode
-# (one 2 s closed-loop run at concurrency 1), once per mode; open_rate MODE
-# C then gives the rate that keeps C requests in flight on average.
-declare -A OPEN_LATENCY_MS=()
-calibrate_open() {
-  local mode="$1" stream=true
-  [[ "$mode" == *-open && -z "${OPEN_LATENCY_MS[$mode]:-}" ]] || return 0
-  [[ "$mode" == json* ]] && stream=false
-  OPEN_LATENCY_MS[$mode]="$("$BIN/loadgen" run --url "$PACED_URL/v1/chat/completions" --ca "$PACED_CA" \
-    --body-file "$BENCH_TMP/body-cloud-paced-$stream.json" --duration-s 2 --warmup-s 0.5 |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["last_byte_ms"]["mean"])')"
-  log "$mode: direct latency ${OPEN_LATENCY_MS[$mode]} ms at concurrency 1"
-}
-open_rate() {
-  python3 -c "print(round($2 * 1000 / ${OPEN_LATENCY_MS[$1]}, 1))"
-}
-
 for c in $CONCURRENCY; do
   for mode in $MODES; do
     calibrate_open "$mode"

@@ -195,3 +195,23 @@ cloud_tier() {
   [ "$#" -eq 0 ] || printf '%s\n' "$@"
   printf '[[cloud.endpoints]]\nurl = "%s/v1"\nmodel = "mock-large"\n' "$url"
 }
+
+# Open-loop arrivals (loadgen --rate, wrk2's constant-throughput model) at the
+# rate that keeps C requests in flight on average (Little's law): C / L
+# requests per second, L the direct arm's mean latency at concurrency 1.
+# calibrate_open MODE measures L once per open-loop mode (a 2 s closed-loop
+# run against the paced mock, $PACED_URL with $PACED_CA, of
+# $BENCH_TMP/body-cloud-paced-STREAM.json); open_rate MODE C prints the rate.
+declare -A OPEN_LATENCY_MS=()
+calibrate_open() {
+  local mode="$1" stream=true
+  [[ "$mode" == *-open && -z "${OPEN_LATENCY_MS[$mode]:-}" ]] || return 0
+  [[ "$mode" == json* ]] && stream=false
+  OPEN_LATENCY_MS[$mode]="$("$BIN/loadgen" run --url "$PACED_URL/v1/chat/completions" --ca "$PACED_CA" \
+    --body-file "$BENCH_TMP/body-cloud-paced-$stream.json" --duration-s 2 --warmup-s 0.5 |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["last_byte_ms"]["mean"])')"
+  log "$mode: direct latency ${OPEN_LATENCY_MS[$mode]} ms at concurrency 1"
+}
+open_rate() {
+  python3 -c "print(round($2 * 1000 / ${OPEN_LATENCY_MS[$1]}, 1))"
+}
