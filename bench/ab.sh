@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two Tandem variants side by side: the same JSON requests sent straight to
+# Two Tandem variants side by side: the same requests sent straight to
 # mock-cloud ("direct"), through variant A and through variant B, interleaved
 # run by run (direct, A, B, direct, A, B, ...) in one session, so a change is
 # measured against its baseline under the same machine noise. Both variants
@@ -19,10 +19,10 @@
 # Environment: A_BIN, B_BIN (default: $CARGO_TARGET_DIR/release/tandem),
 # A_ENV, B_ENV (space-separated VAR=value pairs), A_LOG_LEVEL, B_LOG_LEVEL
 # ("info", as shipped), A_TIER, B_TIER (a line added to each cloud tier, e.g.
-# 'http2 = false'), CASES ("json:16 json-paced:1 json-paced:16": MODE:C, the
-# JSON modes of bench/gateway.sh: json and json-paced with wrk in a closed
-# loop, json-open and stream-open with loadgen on a schedule; a stream's
-# times are to its first content token), ROUNDS (3), DURATION seconds per run (5),
+# 'http2 = false'), CASES ("json:16 json-paced:1 json-paced:16": MODE:C, with
+# the modes of bench/gateway.sh: json and json-paced with wrk in a closed
+# loop, json-open and stream-open with loadgen on a schedule; a stream is
+# timed to its first content token), ROUNDS (3), DURATION seconds per run (5),
 # PACED_LATENCY_MS (20), PACED_CHUNK_DELAY_MS (5), CHUNKS (20).
 # Writes bench/results/ab-STAMP.{jsonl,md}.
 source "$(dirname "$0")/lib/common.sh"
@@ -134,6 +134,6 @@ for key in dict.fromkeys((r["mode"], r["c"]) for r in rows):
     print(f"| {key[0]} | {key[1]} | {p50['direct']:.3f} | {p50['A'] - p50['direct']:+.3f} / {p50['B'] - p50['direct']:+.3f} "
           f"| {p99['A'] - p99['direct']:+.3f} / {p99['B'] - p99['direct']:+.3f} "
           f"| {rps['direct']:,.0f} / {rps['A']:,.0f} / {rps['B']:,.0f} | {cpu['A']:.0f} / {cpu['B']:.0f} | {errors} |")
-print(f"\nMedians over {len({r['round'] for r in rows})} interleaved rounds.")
+print(f"\nMedians over {len({r['round'] for r in rows})} interleaved rounds; stream-open is timed to the first content token.")
 PY
 log "raw results: $out"
