@@ -66,9 +66,7 @@ start_variant() {
 start_variant A
 start_variant B
 
-for model in cloud cloud-paced; do for s in true false; do
-  chat_body "$model" "$s" >"$BENCH_TMP/body-$model-$s.json"
-done; done
+chat_bodies
 
 out="$RESULTS/ab-$BENCH_STAMP.jsonl"
 : >"$out"

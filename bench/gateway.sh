@@ -98,9 +98,7 @@ if [ "$RELAY" != 0 ]; then
 fi
 log "mock-cloud $FAST_URL (pid $FAST_PID), paced $PACED_URL (pid $PACED_PID), tandem $TANDEM_URL (pid $TANDEM_PID)"
 
-for model in cloud cloud-paced; do for s in true false; do
-  chat_body "$model" "$s" >"$BENCH_TMP/body-$model-$s.json"
-done; done
+chat_bodies
 
 # Both paths answer before anything is measured, and Tandem really routes
 # to the cloud.

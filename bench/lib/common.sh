@@ -201,7 +201,8 @@ cloud_tier() {
 # requests per second, L the direct arm's mean latency at concurrency 1.
 # calibrate_open MODE measures L once per open-loop mode (a 2 s closed-loop
 # run against the paced mock, $PACED_URL with $PACED_CA, of
-# $BENCH_TMP/body-cloud-paced-STREAM.json); open_rate MODE C prints the rate.
+# $BENCH_TMP/body-cloud-paced-STREAM.json, written by chat_bodies); open_rate
+# MODE C prints the rate.
 declare -A OPEN_LATENCY_MS=()
 calibrate_open() {
   local mode="$1" stream=true
@@ -214,4 +215,14 @@ calibrate_open() {
 }
 open_rate() {
   python3 -c "print(round($2 * 1000 / ${OPEN_LATENCY_MS[$1]}, 1))"
+}
+
+# chat_bodies: the chat request for each benchmark tier ("cloud", the mock
+# that answers at once; "cloud-paced"), streamed and not, in
+# $BENCH_TMP/body-MODEL-STREAM.json.
+chat_bodies() {
+  local model s
+  for model in cloud cloud-paced; do for s in true false; do
+    chat_body "$model" "$s" >"$BENCH_TMP/body-$model-$s.json"
+  done; done
 }
