@@ -15,15 +15,26 @@ fn long() -> api::Generate {
     greedy(900, json!({}))
 }
 
-/// Waits for the first text of a stream, so the job is surely running.
-async fn first_text(s: &mut api::EventStream) {
+/// Reads a stream up to the first event `stop` accepts; an error or the
+/// stream's end before it fails the test.
+async fn read_until(s: &mut api::EventStream, what: &str, stop: impl Fn(&Event) -> bool) {
     loop {
         match s.next().await {
-            Some(Ok(Event::Text { text, .. })) if !text.is_empty() => return,
+            Some(Ok(ev)) if stop(&ev) => return,
             Some(Ok(_)) => {}
-            other => panic!("expected text, got {other:?}"),
+            other => panic!("expected {what}, got {other:?}"),
         }
     }
+}
+
+/// Waits for the first text of a stream, so the job is surely running.
+async fn first_text(s: &mut api::EventStream) {
+    read_until(
+        s,
+        "text",
+        |ev| matches!(ev, Event::Text { text, .. } if !text.is_empty()),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -158,13 +169,10 @@ async fn no_queue_admits_the_request_sent_as_the_last_answer_ends() {
             drop(s);
             continue;
         }
-        loop {
-            match s.next().await {
-                Some(Ok(Event::Finish(_))) => break,
-                Some(Ok(_)) => {}
-                other => panic!("round {round}: {other:?}"),
-            }
-        }
+        read_until(&mut s, &format!("a finish in round {round}"), |ev| {
+            matches!(ev, Event::Finish(_))
+        })
+        .await;
         prev = Some(s);
     }
     let last = collect(b.stream(greedy(1, json!({}))).await.expect("admitted")).await;
