@@ -42,6 +42,7 @@ use crate::breaker::{Breaker, BreakerState, Grant};
 use crate::chunk::{self, ChunkError};
 use crate::config::{CloudTierConfig, ConfigError, EnvSource};
 use crate::health::{CloudHealth, EndpointHealth, Ewma, Stats};
+use crate::lane::PerLane;
 use crate::tls;
 
 /// Largest non-streamed response body read; more is `Malformed`.
@@ -73,9 +74,9 @@ pub struct CloudBackend {
 #[derive(Debug)]
 struct Inner {
     name: String,
-    /// One pool for the whole tier: keep-alive connections are reused
-    /// across requests and endpoints.
-    client: reqwest::Client,
+    /// One pool per serving lane (see [`crate::lane`]): keep-alive
+    /// connections are reused across requests and endpoints.
+    clients: PerLane<reqwest::Client>,
     /// In the order they are tried.
     endpoints: Vec<Endpoint>,
     first_token_timeout: Duration,
@@ -134,31 +135,17 @@ impl CloudBackend {
             });
         }
         let tls = tls::client_config(cfg.extra_ca_file.as_deref(), cfg.http2).map_err(config_err)?;
-        let mut client = reqwest::Client::builder();
-        if !cfg.http2 {
-            client = client.http1_only();
-        }
-        let client = client
-            .use_preconfigured_tls(tls)
-            // Nagle plus delayed ACK once cost a peer gateway 42 ms per
-            // request: small request bodies and SSE frames must go out now.
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_keepalive(Duration::from_secs(30))
-            // A redirected POST would be replayed as a GET, or to a host the
-            // operator never named: a redirect is a config error, reported.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tandem/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| CloudError::Client {
-                tier: tier.clone(),
-                message: e.to_string(),
-            })?;
+        let (http2, connect_ms) = (cfg.http2, cfg.connect_timeout_ms);
+        let make = move || build_client(tls.clone(), http2, connect_ms);
+        let first = make().map_err(|e| CloudError::Client {
+            tier: tier.clone(),
+            message: e.to_string(),
+        })?;
+        let clients = PerLane::new(first, move || make().ok());
         Ok(CloudBackend {
             inner: Arc::new(Inner {
                 name: cfg.name.clone(),
-                client,
+                clients,
                 endpoints,
                 first_token_timeout: Duration::from_millis(cfg.first_token_timeout_ms),
                 idle_timeout: Duration::from_millis(cfg.idle_timeout_ms),
@@ -631,7 +618,8 @@ impl Tries {
             "application/json"
         };
         let mut rb = inner
-            .client
+            .clients
+            .get()
             .post(endpoint.chat_url.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, accept)
@@ -690,6 +678,27 @@ impl Tries {
         }
         Err((err, next))
     }
+}
+
+/// The tier's HTTP client; one per serving lane, all alike.
+fn build_client(tls: rustls::ClientConfig, http2: bool, connect_timeout_ms: u64) -> reqwest::Result<reqwest::Client> {
+    let mut client = reqwest::Client::builder();
+    if !http2 {
+        client = client.http1_only();
+    }
+    client
+        .use_preconfigured_tls(tls)
+        // Nagle plus delayed ACK once cost a peer gateway 42 ms per
+        // request: small request bodies and SSE frames must go out now.
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_millis(connect_timeout_ms))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_keepalive(Duration::from_secs(30))
+        // A redirected POST would be replayed as a GET, or to a host the
+        // operator never named: a redirect is a config error, reported.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("tandem/", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 /// A random wait in `[0, cap]`: retries of many clients spread out instead

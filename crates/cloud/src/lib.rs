@@ -19,9 +19,11 @@ mod breaker;
 mod chunk;
 mod config;
 mod health;
+mod lane;
 mod tls;
 
 pub use backend::{CloudBackend, CloudError};
 pub use breaker::BreakerState;
 pub use config::{BreakerConfig, CloudTierConfig, ConfigError, EndpointConfig, EnvSource, ProcessEnv};
 pub use health::{CloudHealth, EndpointHealth};
+pub use lane::set_lane;

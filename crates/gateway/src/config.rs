@@ -115,6 +115,8 @@ struct RawServer {
     cors_origins: Vec<String>,
     #[serde(default = "default_grace")]
     shutdown_grace_ms: u64,
+    #[serde(default)]
+    threads: usize,
 }
 
 impl Default for RawServer {
@@ -128,6 +130,7 @@ impl Default for RawServer {
             body_timeout_ms: default_body_timeout(),
             cors_origins: vec![],
             shutdown_grace_ms: default_grace(),
+            threads: 0,
         }
     }
 }
@@ -141,6 +144,9 @@ fn default_max_body() -> usize {
 fn default_body_timeout() -> u64 {
     30_000
 }
+/// More serving threads than this is a typo, not a device.
+const MAX_THREADS: usize = 64;
+
 fn default_grace() -> u64 {
     10_000
 }
@@ -205,6 +211,10 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     pub cors_origins: Vec<String>,
     pub shutdown_grace: Duration,
+    /// Threads serving connections, each with its own single-threaded
+    /// runtime and upstream connections (see `server::run`); `threads = 0`
+    /// in the file means one per core.
+    pub threads: usize,
 }
 
 /// Variables are read through a trait so tests never touch the process
@@ -274,6 +284,12 @@ impl Config {
                 "server.max_body_bytes must be at least 1024".into(),
             ));
         }
+        if s.threads > MAX_THREADS {
+            return Err(err(
+                "threads",
+                format!("server.threads must be at most {MAX_THREADS} (0: one per core)"),
+            ));
+        }
         for o in &s.cors_origins {
             crate::security::check_origin(o).map_err(|e| err("cors_origins", format!("server.cors_origins: {e}")))?;
         }
@@ -287,6 +303,10 @@ impl Config {
             body_timeout: Duration::from_millis(s.body_timeout_ms),
             cors_origins: s.cors_origins,
             shutdown_grace: Duration::from_millis(s.shutdown_grace_ms),
+            threads: match s.threads {
+                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                n => n,
+            },
         };
 
         let mut local = raw.local;

@@ -132,11 +132,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", cfg.server.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, tiers = ?state.tiers.tiers.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), "listening on http://{addr}/v1");
+    tracing::info!(%addr, threads = cfg.server.threads, tiers = ?state.tiers.tiers.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), "listening on http://{addr}/v1");
     tokio::spawn(crate::routing::watch_policy(state.routing.clone(), cfg.policy_reload));
     tokio::spawn(crate::telemetry::upkeep());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(crate::server::run(listener, state.clone(), {
+    let server = tokio::spawn(crate::server::run(listener, state.clone(), cfg.server.threads, {
         let mut rx = stop_rx.clone();
         async move {
             let _ = rx.changed().await;

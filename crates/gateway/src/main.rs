@@ -74,9 +74,10 @@ fn main() -> anyhow::Result<()> {
                 cfg.check_listen()?;
             }
             gateway::logging::init(&cfg.logging)?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
+            // Start-up, the device monitor and the policy watcher run here;
+            // connections are served on threads of their own (`server::run`).
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .on_thread_park(gateway::memory::collect_if_asked)
                 .build()
                 .context("starting the async runtime")?;
             rt.block_on(gateway::daemon::serve(cfg))

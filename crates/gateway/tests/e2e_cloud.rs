@@ -486,19 +486,27 @@ fallbacks = ["cloud"]
 }
 
 #[tokio::test]
-async fn http2_multiplexes_and_http1_pools_a_connection_per_request() {
+async fn http2_multiplexes_per_serving_thread_and_http1_pools_a_connection_per_request() {
     let prompt = "Count slowly.";
-    for (setting, connections) in [("", 1), ("http2 = false\n", 4)] {
+    // Each serving thread has its own upstream connections: one HTTP/2
+    // connection per thread that served a request; HTTP/1.1 one per stream.
+    for (threads, setting, connections) in [(1, "", 1), (2, "", 2), (2, "http2 = false\n", 4)] {
         // Chunks 20 ms apart: the four streams overlap.
         let m = mock_with("chunk_delay=20").await;
         let d = Spec::new(CLOUD_POLICY)
+            .server(&format!("threads = {threads}\n"))
             .cloud("cloud", &[&m], &format!("{FAST}{setting}"))
             .start()
             .await;
         let body = chat_stream("cloud", prompt, 8, false);
-        // One request first: the connection (and its protocol) is settled
-        // before the overlapping ones ask the pool.
-        assert_eq!(sse(d.post(&body).await).await.content(), mock_text(prompt, 8));
+        // One request per serving thread first (each on a connection of its
+        // own, handed to the threads in turn): each thread's upstream
+        // connection and its protocol are settled before the overlapping
+        // ones ask the pool.
+        for _ in 0..threads {
+            assert_eq!(sse(d.post(&body).await).await.content(), mock_text(prompt, 8));
+        }
+        // Four overlapping requests, on four more connections.
         let answers = futures::future::join_all((0..4).map(|_| async { sse(d.post(&body).await).await })).await;
         for s in &answers {
             assert_eq!(s.content(), mock_text(prompt, 8), "{s:?}");
@@ -506,7 +514,7 @@ async fn http2_multiplexes_and_http1_pools_a_connection_per_request() {
         assert_eq!(
             m.stats().connections_total,
             connections,
-            "`{}`: upstream connections for 1 then 4 overlapping streams",
+            "{threads} serving threads, `{}`: upstream connections for 1 then 4 overlapping streams",
             setting.trim()
         );
     }

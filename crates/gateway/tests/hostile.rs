@@ -838,7 +838,8 @@ async fn hostile_input_gets_client_errors_and_the_server_survives() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(gateway::server::run(listener, state, async move {
+    // Two serving threads, as the daemon runs on two cores.
+    let server = tokio::spawn(gateway::server::run(listener, state, 2, async move {
         let _ = stopped.await;
     }));
 

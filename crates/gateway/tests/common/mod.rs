@@ -238,7 +238,9 @@ impl Spec {
         t
     }
 
-    /// Builds the state and serves it on the current runtime.
+    /// Builds the state and serves it on the configured serving threads
+    /// (`server.threads`, one per core by default), accepting on the
+    /// current runtime.
     pub async fn start(self) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         if let PolicySource::Text(p) = &self.policy {
@@ -262,9 +264,14 @@ impl Spec {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(gateway::server::run(listener, state.clone(), async move {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(gateway::server::run(
+            listener,
+            state.clone(),
+            cfg.server.threads,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Daemon {
             url: format!("http://{addr}"),
             addr,
