@@ -6,8 +6,8 @@
 # run at once on their own ports against the same mocks; only one is loaded
 # at a time.
 #
-# A variant differs by its binary, its environment, its log level or extra
-# keys of its cloud tiers:
+# A variant differs by its binary, its environment, its log level, extra
+# keys of its [server] section or of its cloud tiers:
 #
 #   # a build with a change against the one before it
 #   cp target/release/tandem /tmp/tandem-before; (make the change; cargo build --release)
@@ -15,10 +15,12 @@
 #   # a setting
 #   B_LOG_LEVEL=warn bench/ab.sh
 #   B_TIER='http2 = false' bench/ab.sh
+#   B_SERVER='threads = 1' bench/ab.sh
 #
 # Environment: A_BIN, B_BIN (default: $CARGO_TARGET_DIR/release/tandem),
 # A_ENV, B_ENV (space-separated VAR=value pairs), A_LOG_LEVEL, B_LOG_LEVEL
-# ("info", as shipped), A_TIER, B_TIER (a line added to each cloud tier, e.g.
+# ("info", as shipped), A_SERVER, B_SERVER (lines added to [server], e.g.
+# 'threads = 1'), A_TIER, B_TIER (a line added to each cloud tier, e.g.
 # 'http2 = false'), CASES ("json:16 json-paced:1 json-paced:16": MODE:C, with
 # the modes of bench/gateway.sh: json and json-paced with wrk in a closed
 # loop, json-open and stream-open with loadgen on a schedule; a stream is
@@ -48,12 +50,13 @@ FAST_URL="$MOCK_URL" FAST_CA="$MOCK_CA"
 # NAME_URL and NAME_PID.
 start_variant() {
   local v="$1" bin_var="${1}_BIN" env_var="${1}_ENV" level_var="${1}_LOG_LEVEL" tier_var="${1}_TIER"
+  local server_var="${1}_SERVER"
   local bin="${!bin_var:-$BIN/tandem}" tier=() dir
   [ -z "${!tier_var:-}" ] || tier=("${!tier_var}")
   dir="$BENCH_TMP/$v"
   mkdir -p "$dir"
   {
-    config_head "$BENCH_ROOT/bench/config/cloud-policy.toml" "$dir" "${!level_var:-info}"
+    config_head "$BENCH_ROOT/bench/config/cloud-policy.toml" "$dir" "${!level_var:-info}" "${!server_var:-}"
     cloud_tier cloud "$FAST_CA" "$FAST_URL" ${tier[@]+"${tier[@]}"}
     cloud_tier cloud-paced "$PACED_CA" "$PACED_URL" ${tier[@]+"${tier[@]}"}
   } >"$dir/tandem.toml"
@@ -61,7 +64,7 @@ start_variant() {
   TANDEM_BIN="$bin" start_tandem "$v" "$dir/tandem.toml"
   printf -v "${v}_URL" '%s' "$TANDEM_URL"
   printf -v "${v}_PID" '%s' "$TANDEM_PID"
-  log "variant $v: $bin, env '${!env_var:-}', log level ${!level_var:-info}, tier '${!tier_var:-}': $TANDEM_URL"
+  log "variant $v: $bin, env '${!env_var:-}', log level ${!level_var:-info}, server '${!server_var:-}', tier '${!tier_var:-}': $TANDEM_URL"
 }
 start_variant A
 start_variant B

@@ -150,13 +150,15 @@ print(json.dumps({"model": sys.argv[1], "stream": sys.argv[2] == "true", "max_to
 PY
 }
 
-# config_head POLICY DIR [LOG_LEVEL]: copies POLICY to DIR/policy.toml and
-# prints the common head: loopback, logging, that policy, no device sensors.
+# config_head POLICY DIR [LOG_LEVEL] [SERVER_LINES]: copies POLICY to
+# DIR/policy.toml and prints the common head: loopback (plus SERVER_LINES
+# in [server]), logging, that policy, no device sensors.
 config_head() {
   cp "$1" "$2/policy.toml"
   cat <<EOF
 [server]
 listen = "127.0.0.1:0"
+${4:-}
 
 [logging]
 level = "${3:-info}"

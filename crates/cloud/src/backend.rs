@@ -1,4 +1,4 @@
-//! `CloudBackend`: one pooled HTTP client per tier, endpoints tried in
+//! `CloudBackend`: pooled HTTP clients (one per serving lane), endpoints tried in
 //! priority order behind per-endpoint circuit breakers, retries before the
 //! first content token, and the SSE stream turned into [`Event`]s.
 //!

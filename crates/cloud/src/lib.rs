@@ -9,6 +9,7 @@
 //!   the routing policy reads.
 //! - `body`, `chunk`, `tls`: the upstream request body, one stream chunk
 //!   turned into events, and the rustls client config.
+//! - `lane`: one HTTP client per serving thread ([`set_lane`]).
 //!
 //! Architecture invariant: only this crate knows reqwest; no prompt or answer
 //! text is ever logged, and error messages never quote upstream free text.

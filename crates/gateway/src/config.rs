@@ -495,4 +495,16 @@ mod tests {
             assert!(e.reason.contains("cors_origins"), "{e:?}");
         }
     }
+
+    #[test]
+    fn serving_threads_default_to_one_per_core_and_are_bounded() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(parse("").unwrap().server.threads, cores);
+        assert_eq!(parse("[server]\nthreads = 0\n").unwrap().server.threads, cores);
+        assert_eq!(parse("[server]\nthreads = 3\n").unwrap().server.threads, 3);
+        let e = parse("[server]\n\nthreads = 65\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e:?}");
+        assert!(e.reason.contains("server.threads"), "{e:?}");
+        assert!(parse("[server]\nthreads = -1\n").is_err());
+    }
 }
