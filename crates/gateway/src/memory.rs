@@ -2,7 +2,7 @@
 //! back to the system once the daemon goes quiet.
 //!
 //! mimalloc instead of glibc's malloc: the request path allocates and frees
-//! many small objects on the async worker threads, where glibc's malloc took
+//! many small objects on the serving threads, where glibc's malloc took
 //! about 15% of the daemon's CPU under load; with mimalloc the CPU per
 //! proxied request fell by about a fifth (bench/README.md). `main` starts
 //! the daemon with mimalloc's immediate purging (`MIMALLOC_PURGE_DELAY=0`,
@@ -16,7 +16,7 @@
 //! a heap. [`release_free_memory`] is called from the metrics upkeep once a
 //! few seconds pass with no request finishing, so a busy daemon never pays
 //! for it: it collects its own thread's heap and trims glibc's, and asks
-//! every async worker to collect its own heap when it next goes idle
+//! every serving thread to collect its own heap when it next goes idle
 //! ([`collect_if_asked`], the runtime's park hook).
 
 use std::cell::Cell;
@@ -32,7 +32,7 @@ thread_local! {
     static COLLECTED: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Releases free heap pages to the system, and asks the async workers to do
+/// Releases free heap pages to the system, and asks the serving threads to do
 /// the same with theirs.
 pub fn release_free_memory() {
     RELEASES.fetch_add(1, Ordering::Relaxed);
