@@ -104,11 +104,7 @@ for round in $(seq "$ROUNDS"); do
 print(json.dumps({"requests": g["requests"], "errors": g["failed"] + sum(g["errors"].values()),
 "rps": g["rps"], "p50_ms": m["p50"], "p99_ms": m["p99"]}))')"
       else
-        line="$(BODY_FILE="$BENCH_TMP/body-$model-false.json" wrk -t1 -c"$c" -d"${DURATION}s" --timeout 30s \
-          -s "$BENCH_ROOT/bench/lib/post.lua" "$url/v1/chat/completions" | sed -n 's/^JSON //p' |
-          python3 -c 'import json,sys; w=json.load(sys.stdin); n=w["requests"]-w["err_status"]; print(json.dumps({"requests": n,
-"errors": w["err_status"] + w["err_connect"] + w["err_read"] + w["err_write"] + w["err_timeout"],
-"rps": n / (w["duration_us"] / 1e6), "p50_ms": w["p50_us"] / 1e3, "p99_ms": w["p99_us"] / 1e3}))')"
+        line="$(wrk_json "$url/v1/chat/completions" "$c" "$BENCH_TMP/body-$model-false.json")"
       fi
       t1=0; [ -z "$pid" ] || t1="$(cpu_ms "$pid")"
       printf '{"mode":"%s","c":%s,"round":%s,"arm":"%s","cpu_ms":%s,"run":%s}\n' \

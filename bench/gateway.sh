@@ -136,19 +136,15 @@ run_arm() {
   fi
   if [[ "$mode" == json-paced || "$mode" == json ]]; then
     t0="$(cpu_ms "$TANDEM_PID")"; m0="$(cpu_ms "$mock_pid")"
-    line="$(BODY_FILE="$BENCH_TMP/body-$model-false.json" wrk -t1 -c"$c" -d"${DURATION}s" --timeout 30s \
-      -s "$BENCH_ROOT/bench/lib/post.lua" "$url" | sed -n 's/^JSON //p')"
+    line="$(wrk_json "$url" "$c" "$BENCH_TMP/body-$model-false.json")"
     t1="$(cpu_ms "$TANDEM_PID")"; m1="$(cpu_ms "$mock_pid")"
     python3 - "$mode" "$c" "$round" "$arm" "$line" "$((t1 - t0))" "$((m1 - m0))" >>"$out" <<'PY'
 import json, sys
 mode, c, rnd, arm, line, tcpu, mcpu = sys.argv[1:]
 w = json.loads(line)
-n = w["requests"] - w["err_status"]
-sec = w["duration_us"] / 1e6
 print(json.dumps({"mode": mode, "c": int(c), "round": int(rnd), "arm": arm, "tool": "wrk",
-    "requests": n, "errors": w["requests"] - n + w["err_connect"] + w["err_read"] + w["err_write"] + w["err_timeout"],
-    "rps": n / sec,
-    "last_p50": w["p50_us"] / 1e3, "last_p90": w["p90_us"] / 1e3, "last_p99": w["p99_us"] / 1e3,
+    "requests": w["requests"], "errors": w["errors"], "rps": w["rps"],
+    "last_p50": w["p50_ms"], "last_p90": w["p90_ms"], "last_p99": w["p99_ms"],
     "tandem_cpu_ms": int(tcpu), "mock_cpu_ms": int(mcpu)}))
 PY
   else

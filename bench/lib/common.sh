@@ -198,6 +198,21 @@ cloud_tier() {
   printf '[[cloud.endpoints]]\nurl = "%s/v1"\nmodel = "mock-large"\n' "$url"
 }
 
+# wrk_json URL C BODY_FILE: a closed-loop wrk run of $DURATION seconds, C
+# connections each posting BODY_FILE to URL; prints one JSON line:
+# {"requests" (answered without an error status), "errors", "rps", "p50_ms",
+# "p90_ms", "p99_ms"}.
+wrk_json() {
+  BODY_FILE="$3" wrk -t1 -c"$2" -d"${DURATION}s" --timeout 30s -s "$BENCH_ROOT/bench/lib/post.lua" "$1" |
+    sed -n 's/^JSON //p' | python3 -c 'import json, sys
+w = json.load(sys.stdin)
+n = w["requests"] - w["err_status"]
+print(json.dumps({"requests": n,
+    "errors": w["err_status"] + w["err_connect"] + w["err_read"] + w["err_write"] + w["err_timeout"],
+    "rps": n / (w["duration_us"] / 1e6),
+    "p50_ms": w["p50_us"] / 1e3, "p90_ms": w["p90_us"] / 1e3, "p99_ms": w["p99_us"] / 1e3}))'
+}
+
 # Open-loop arrivals (loadgen --rate, wrk2's constant-throughput model) at the
 # rate that keeps C requests in flight on average (Little's law): C / L
 # requests per second, L the direct arm's mean latency at concurrency 1.

@@ -10,8 +10,8 @@
 //! next lane in turn, and from then on a request stays on its lane's thread,
 //! from the app's socket to the cloud's and back: no task moves between
 //! threads and no parked worker is woken to steal it. Against tokio's
-//! work-stealing runtime this took 15–30% less CPU per proxied request at
-//! the same latency (bench/README.md). A busy connection cannot borrow an
+//! work-stealing runtime this took up to a third less CPU per proxied
+//! request at the same or lower latency (bench/README.md). A busy connection cannot borrow an
 //! idle lane's core; the local model's generation runs on threads of its
 //! own either way.
 
@@ -51,41 +51,39 @@ impl Connections {
         }
     }
 
-    /// Serves `tcp` on the current runtime until it closes.
-    fn serve(&self, tcp: TcpStream, graceful: &GracefulShutdown) {
-        let service = TowerToHyperService::new(self.app.clone());
-        let conn = self
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            // Resets and timeouts end the connection; nothing to report.
-            let _ = conn.await;
-        });
-    }
-
     /// A lane: serves the connections it is handed until the accept loop
     /// stops, then waits for the requests in flight.
     async fn serve_handed(self, mut handed: mpsc::UnboundedReceiver<std::net::TcpStream>) {
         let graceful = GracefulShutdown::new();
         while let Some(tcp) = handed.recv().await {
-            match TcpStream::from_std(tcp) {
-                Ok(tcp) => self.serve(tcp, &graceful),
-                Err(e) => tracing::warn!(error = %e, "cannot serve an accepted connection"),
-            }
+            let tcp = match TcpStream::from_std(tcp) {
+                Ok(tcp) => tcp,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot serve an accepted connection");
+                    continue;
+                }
+            };
+            let service = TowerToHyperService::new(self.app.clone());
+            let conn = self
+                .builder
+                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                // Resets and timeouts end the connection; nothing to report.
+                let _ = conn.await;
+            });
         }
         graceful.shutdown().await;
     }
 }
 
-/// A lane's thread and how to reach it.
-struct Lane {
-    handed: mpsc::UnboundedSender<std::net::TcpStream>,
-    done: oneshot::Receiver<()>,
-}
-
-fn start_lane(i: usize, conns: Connections) -> std::io::Result<Lane> {
+/// Starts lane `i` on a thread of its own: where to hand it connections,
+/// and what resolves once it has stopped.
+fn start_lane(
+    i: usize,
+    conns: Connections,
+) -> std::io::Result<(mpsc::UnboundedSender<std::net::TcpStream>, oneshot::Receiver<()>)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .on_thread_park(crate::memory::collect_if_asked)
@@ -99,13 +97,12 @@ fn start_lane(i: usize, conns: Connections) -> std::io::Result<Lane> {
             rt.block_on(conns.serve_handed(rx));
             let _ = done_tx.send(());
         })?;
-    Ok(Lane { handed, done })
+    Ok((handed, done))
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and waits for the
-/// requests in flight. With `lanes` > 0 connections are served by that
-/// many serving threads (see the module documentation); with 0, on the
-/// runtime `run` is called from.
+/// requests in flight. Connections are served by `lanes` serving threads
+/// (at least one; see the module documentation).
 ///
 /// A client must send a request's headers within the configured body
 /// timeout (`server.body_timeout_ms`), or its connection is closed: a
@@ -117,10 +114,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let conns = Connections::new(state);
-    let lanes = (0..lanes)
+    let (handed, done): (Vec<_>, Vec<_>) = (0..lanes.max(1))
         .map(|i| start_lane(i, conns.clone()))
-        .collect::<std::io::Result<Vec<Lane>>>()?;
-    let graceful = GracefulShutdown::new();
+        .collect::<std::io::Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
     tokio::pin!(shutdown);
     for next in 0.. {
         let tcp = tokio::select! {
@@ -139,26 +137,17 @@ pub async fn run(
         // Without TCP_NODELAY, Nagle's algorithm meets the client's delayed
         // ACK and adds ~40 ms to small responses (PERF-NOTES.md).
         let _ = tcp.set_nodelay(true);
-        if lanes.is_empty() {
-            conns.serve(tcp, &graceful);
-            continue;
-        }
         match tcp.into_std() {
-            Ok(tcp) => {
-                // A lane stops only after this loop: sending cannot fail.
-                let _ = lanes[next % lanes.len()].handed.send(tcp);
-            }
+            // A lane stops only after this loop: sending cannot fail.
+            Ok(tcp) => drop(handed[next % handed.len()].send(tcp)),
             Err(e) => tracing::warn!(error = %e, "cannot hand over an accepted connection"),
         }
     }
     drop(listener);
-    let mut waiting = Vec::with_capacity(lanes.len());
-    for lane in lanes {
-        drop(lane.handed);
-        waiting.push(lane.done);
-    }
-    graceful.shutdown().await;
-    for done in waiting {
+    // Every lane stops taking connections at once, then each finishes the
+    // requests it has in flight.
+    drop(handed);
+    for done in done {
         // A lane that panicked has nothing left to wait for.
         let _ = done.await;
     }
