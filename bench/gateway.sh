@@ -9,9 +9,11 @@
 # (HTTP/1.1, one connection per concurrent request); through Tandem the
 # client speaks plain HTTP/1.1 on loopback, as apps do, and Tandem speaks TLS
 # to the same mock (trusting the mock's generated CA through extra_ca_file;
-# reqwest negotiates HTTP/2 by ALPN, so Tandem multiplexes its upstream
-# requests over one pooled connection). No tier is local: the figures are the
-# gateway's own cost, not the model's.
+# the mock offers HTTP/2 by ALPN, so Tandem multiplexes its upstream
+# requests over one connection per serving thread). No tier is local: the
+# figures are the gateway's own cost, not the model's. The mock serves the
+# direct arm HTTP/1.1 and Tandem HTTP/2; UPSTREAM_HTTP2=false makes both
+# HTTP/1.1, so the mock does the same work in both arms.
 #
 #   bench/gateway.sh                       # defaults below
 #   ROUNDS=5 DURATION=10 CONCURRENCY="16" bench/gateway.sh

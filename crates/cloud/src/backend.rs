@@ -25,16 +25,14 @@
 //!   The app sees a 502, not the upstream's 401: its own credentials are fine.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use api::sse::SseParser;
 use api::{Backend, BackendError, BackendErrorKind, BoxFuture, Event, EventStream, Fault, Generate};
-use bytes::Bytes;
-use futures::{FutureExt, Stream, StreamExt};
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use reqwest::{Response, StatusCode, Url};
+use futures::{FutureExt, StreamExt};
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
 use crate::body::Prepared;
@@ -44,6 +42,7 @@ use crate::config::{CloudTierConfig, ConfigError, EnvSource};
 use crate::health::{CloudHealth, EndpointHealth, Ewma, Stats};
 use crate::lane::PerLane;
 use crate::tls;
+use crate::transport::{self, Body, Lane, Outgoing, Target, TransportError};
 
 /// Largest non-streamed response body read; more is `Malformed`.
 const MAX_RESPONSE_BYTES: usize = 32 << 20;
@@ -74,9 +73,9 @@ pub struct CloudBackend {
 #[derive(Debug)]
 struct Inner {
     name: String,
-    /// One pool per serving lane (see [`crate::lane`]): keep-alive
-    /// connections are reused across requests and endpoints.
-    clients: PerLane<reqwest::Client>,
+    /// The transports of each serving lane (see [`crate::lane`] and
+    /// [`crate::transport`]): connections are reused across requests.
+    clients: PerLane<Lane>,
     /// In the order they are tried.
     endpoints: Vec<Endpoint>,
     first_token_timeout: Duration,
@@ -93,6 +92,8 @@ struct Inner {
 struct Endpoint {
     base: String,
     chat_url: Url,
+    /// For the direct HTTP/2 transport; `None` for plain `http`.
+    target: Option<Target>,
     model: String,
     /// `Bearer KEY`, marked sensitive so it never shows in Debug output.
     auth: Option<HeaderValue>,
@@ -124,6 +125,7 @@ impl CloudBackend {
             let auth = read_key(raw, ep.index, env).map_err(config_err)?;
             endpoints.push(Endpoint {
                 base: ep.base,
+                target: Target::new(&ep.chat_url),
                 chat_url: ep.chat_url,
                 model: ep.model,
                 auth,
@@ -135,8 +137,12 @@ impl CloudBackend {
             });
         }
         let tls = tls::client_config(cfg.extra_ca_file.as_deref(), cfg.http2).map_err(config_err)?;
-        let (http2, connect_ms) = (cfg.http2, cfg.connect_timeout_ms);
-        let make = move || build_client(tls.clone(), http2, connect_ms);
+        let (http2, connect) = (cfg.http2, Duration::from_millis(cfg.connect_timeout_ms));
+        // reqwest honours a proxy in the environment; the direct transport
+        // would go around it.
+        let proxy = transport::proxy_in_env();
+        let direct: Vec<bool> = endpoints.iter().map(|e| e.target.is_some() && !proxy).collect();
+        let make = move || Lane::new(tls.clone(), http2, connect, &direct);
         let first = make().map_err(|e| CloudError::Client {
             tier: tier.clone(),
             message: e.to_string(),
@@ -165,7 +171,19 @@ impl CloudBackend {
         let mut tries = self.tries(req, false)?;
         loop {
             let mut acc = tries.open().await?;
-            match read_body(acc.response, MAX_RESPONSE_BYTES).await {
+            // The bound of the whole exchange covers the body too.
+            let deadline = acc.sent_at + self.inner.request_timeout;
+            let read = tokio::time::timeout_at(deadline.into(), read_body(acc.response.body, MAX_RESPONSE_BYTES));
+            let read = read.await.unwrap_or_else(|_| {
+                Err(ReadError::Body(TransportError {
+                    kind: BackendErrorKind::Timeout,
+                    message: format!(
+                        "no complete response within {} ms",
+                        self.inner.request_timeout.as_millis()
+                    ),
+                }))
+            });
+            match read {
                 Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
                     Ok(v) if v.get("error").is_some_and(|e| !e.is_null()) && v.get("choices").is_none() => {
                         let mut err = self.err(BackendErrorKind::InBand, "upstream answered 2xx with an error object");
@@ -185,11 +203,8 @@ impl CloudBackend {
                     let err = self.err(BackendErrorKind::Malformed, "response body too large");
                     tries.failed_after_accept(acc.ep, &mut acc.permit, err);
                 }
-                Err(ReadError::Http(e)) => {
-                    let err = self.err(
-                        body_error_kind(&e),
-                        format!("reading the response: {}", error_chain(&e)),
-                    );
+                Err(ReadError::Body(e)) => {
+                    let err = self.err(e.kind, format!("reading the response: {}", e.message));
                     tries.failed_after_accept(acc.ep, &mut acc.permit, err);
                 }
             }
@@ -355,8 +370,7 @@ fn classify_status(status: StatusCode) -> Next {
     }
 }
 
-fn retry_after(resp: &Response) -> Option<Duration> {
-    let h = resp.headers();
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
     if let Some(ms) = h
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
@@ -373,44 +387,14 @@ fn retry_after(resp: &Response) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
-fn send_error_kind(e: &reqwest::Error) -> BackendErrorKind {
-    if e.is_connect() {
-        BackendErrorKind::Connect
-    } else if e.is_timeout() {
-        BackendErrorKind::Timeout
-    } else {
-        // The connection was made but broke before the response headers.
-        BackendErrorKind::Interrupted
-    }
-}
-
-fn body_error_kind(e: &reqwest::Error) -> BackendErrorKind {
-    if e.is_timeout() {
-        BackendErrorKind::Timeout
-    } else {
-        BackendErrorKind::Interrupted
-    }
-}
-
 enum ReadError {
     TooLarge,
-    Http(reqwest::Error),
+    Body(TransportError),
 }
 
-async fn read_body(mut resp: Response, limit: usize) -> Result<Vec<u8>, ReadError> {
+async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, ReadError> {
     let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Http)? {
+    while let Some(chunk) = body.next().await.transpose().map_err(ReadError::Body)? {
         if out.len() + chunk.len() > limit {
             return Err(ReadError::TooLarge);
         }
@@ -456,7 +440,7 @@ impl Drop for Permit {
 struct Accepted {
     ep: usize,
     permit: Permit,
-    response: Response,
+    response: transport::Upstream,
     sent_at: Instant,
 }
 
@@ -600,7 +584,7 @@ impl Tries {
         self.last_error = Some(err);
     }
 
-    async fn send(&mut self, ep: usize) -> Result<Response, (BackendError, Next)> {
+    async fn send(&mut self, ep: usize) -> Result<transport::Upstream, (BackendError, Next)> {
         let inner = Arc::clone(&self.inner);
         let endpoint = &inner.endpoints[ep];
         let body = self.prepared.body_for(&endpoint.model).map_err(|e| {
@@ -612,26 +596,20 @@ impl Tries {
             );
             (err, Next::Stop)
         })?;
-        let accept = if self.stream {
-            "text/event-stream"
-        } else {
-            "application/json"
+        let out = Outgoing {
+            body,
+            accept: if self.stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            },
+            auth: endpoint.auth.as_ref(),
+            // Covers the body too, read later from the same response.
+            timeout: (!self.stream).then_some(inner.request_timeout),
         };
-        let mut rb = inner
-            .clients
-            .get()
-            .post(endpoint.chat_url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, accept)
-            .body(body);
-        if let Some(auth) = &endpoint.auth {
-            rb = rb.header(AUTHORIZATION, auth.clone());
-        }
         let bound = if self.stream {
             inner.first_token_timeout
         } else {
-            // Covers the body too, read later from the same response.
-            rb = rb.timeout(inner.request_timeout);
             inner.request_timeout
         };
         endpoint
@@ -639,7 +617,11 @@ impl Tries {
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
-        let resp = match tokio::time::timeout(bound, rb.send()).await {
+        let sent = inner
+            .clients
+            .get()
+            .send(ep, endpoint.target.as_ref(), &endpoint.chat_url, out);
+        let resp = match tokio::time::timeout(bound, sent).await {
             Err(_) => {
                 let err = self.err(
                     BackendErrorKind::Timeout,
@@ -648,7 +630,7 @@ impl Tries {
                 return Err((err, Next::Retry));
             }
             Ok(Err(e)) => {
-                let err = self.err(send_error_kind(&e), format!("{}: {}", endpoint.base, error_chain(&e)));
+                let err = self.err(e.kind, format!("{}: {}", endpoint.base, e.message));
                 return Err((err, Next::Retry));
             }
             Ok(Ok(resp)) => resp,
@@ -656,13 +638,17 @@ impl Tries {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         endpoint.stats.rtt.record(ms);
         inner.rtt.record(ms);
-        let status = resp.status();
+        let status = resp.status;
         if status.is_success() {
             self.retry_after[ep] = None;
             return Ok(resp);
         }
         let next = classify_status(status);
-        self.retry_after[ep] = if next == Next::Retry { retry_after(&resp) } else { None };
+        self.retry_after[ep] = if next == Next::Retry {
+            retry_after(&resp.headers)
+        } else {
+            None
+        };
         let mut err = self.err(
             BackendErrorKind::Status,
             format!("{}: HTTP {}", endpoint.base, status.as_u16()),
@@ -671,34 +657,13 @@ impl Tries {
         if next == Next::Stop {
             err.fault = Fault::Downstream;
             // The body names the offending parameter; the app gets it as is.
-            let body = tokio::time::timeout(inner.idle_timeout, read_body(resp, MAX_ERROR_BODY_BYTES)).await;
+            let body = tokio::time::timeout(inner.idle_timeout, read_body(resp.body, MAX_ERROR_BODY_BYTES)).await;
             if let Ok(Ok(bytes)) = body {
                 err.upstream_body = serde_json::from_slice::<Value>(&bytes).ok().filter(Value::is_object);
             }
         }
         Err((err, next))
     }
-}
-
-/// The tier's HTTP client; one per serving lane, all alike.
-fn build_client(tls: rustls::ClientConfig, http2: bool, connect_timeout_ms: u64) -> reqwest::Result<reqwest::Client> {
-    let mut client = reqwest::Client::builder();
-    if !http2 {
-        client = client.http1_only();
-    }
-    client
-        .use_preconfigured_tls(tls)
-        // Nagle plus delayed ACK once cost a peer gateway 42 ms per
-        // request: small request bodies and SSE frames must go out now.
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_millis(connect_timeout_ms))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_keepalive(Duration::from_secs(30))
-        // A redirected POST would be replayed as a GET, or to a host the
-        // operator never named: a redirect is a config error, reported.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("tandem/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// A random wait in `[0, cap]`: retries of many clients spread out instead
@@ -708,8 +673,6 @@ fn full_jitter(cap: Duration) -> Duration {
     let cap_us = u64::try_from(cap.as_micros()).unwrap_or(u64::MAX);
     Duration::from_micros(rand::rng().random_range(0..=cap_us))
 }
-
-type Body = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 /// The try whose body is being read.
 struct Current {
@@ -759,7 +722,7 @@ impl StreamState {
         self.cur = Some(Current {
             ep: acc.ep,
             permit: acc.permit,
-            body: Box::pin(acc.response.bytes_stream()),
+            body: acc.response.body,
             first_deadline: acc.sent_at + self.tries.inner.first_token_timeout,
         });
     }
@@ -801,11 +764,12 @@ impl StreamState {
                     self.tries
                         .err(BackendErrorKind::Interrupted, "the stream ended without [DONE]"),
                 ),
-                // A body error mid-stream is a cut, whatever reqwest calls it:
-                // stream requests carry no reqwest timeout, ours are above.
+                // A body error mid-stream is a cut, whatever the transport
+                // calls it: stream requests carry no transport timeout, ours
+                // are above.
                 Ok(Some(Err(e))) => Some(self.tries.err(
                     BackendErrorKind::Interrupted,
-                    format!("reading the stream: {}", error_chain(&e)),
+                    format!("reading the stream: {}", e.message),
                 )),
                 Ok(Some(Ok(bytes))) => self.feed(&bytes),
             };

@@ -55,7 +55,8 @@ pub struct CloudTierConfig {
     #[serde(default = "default_true")]
     pub supports_tools: bool,
     /// Offer HTTP/2 by ALPN and multiplex the tier's requests on one
-    /// connection per endpoint (the default). `false`: HTTP/1.1 only, one
+    /// connection per endpoint and serving thread (the default; a server
+    /// that answers `http/1.1` gets HTTP/1.1). `false`: HTTP/1.1 only, one
     /// pooled keep-alive connection per request in flight.
     #[serde(default = "default_true")]
     pub http2: bool,

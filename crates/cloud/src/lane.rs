@@ -1,11 +1,11 @@
-//! Serving lanes: one HTTP client per thread that serves requests.
+//! Serving lanes: each thread that serves requests has its own transports.
 //!
 //! The daemon serves connections on single-threaded async runtimes, one per
 //! core by default (see `gateway::server`), each a *lane*. A request stays
 //! on one thread from the accepted socket to the upstream connection and
 //! back: no task hand-off between threads, no waking of a parked worker.
 //! For that each lane needs its own upstream connections, whose tasks run
-//! on its own runtime; [`PerLane`] holds one client per lane, built on the
+//! on its own runtime; [`PerLane`] holds one set per lane, built on the
 //! lane's first request.
 //! Threads that never called [`set_lane`] (tests, a shared runtime) share
 //! lane 0's.

@@ -1,5 +1,6 @@
 //! The cloud backend: any OpenAI-compatible endpoint (vLLM, TGI, SGLang, a
-//! hosted API) over HTTPS, through reqwest and rustls.
+//! hosted API) over HTTPS with rustls: HTTP/2 through the h2 crate directly,
+//! HTTP/1.1 (and proxies) through reqwest.
 //!
 //! - `config`: the tier's config as the gateway's file embeds it, its
 //!   validation, and the injectable environment API keys are read from.
@@ -9,9 +10,11 @@
 //!   the routing policy reads.
 //! - `body`, `chunk`, `tls`: the upstream request body, one stream chunk
 //!   turned into events, and the rustls client config.
-//! - `lane`: one HTTP client per serving thread ([`set_lane`]).
+//! - `transport`: how a request reaches an endpoint — a direct HTTP/2
+//!   connection, or reqwest — behind one interface.
+//! - `lane`: each serving thread's own transports ([`set_lane`]).
 //!
-//! Architecture invariant: only this crate knows reqwest; no prompt or answer
+//! Architecture invariant: only this crate knows reqwest and h2; no prompt or answer
 //! text is ever logged, and error messages never quote upstream free text.
 
 mod backend;
@@ -22,6 +25,7 @@ mod config;
 mod health;
 mod lane;
 mod tls;
+mod transport;
 
 pub use backend::{CloudBackend, CloudError};
 pub use breaker::BreakerState;

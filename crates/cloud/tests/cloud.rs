@@ -780,58 +780,195 @@ mod tls {
         assert!(err.contains("extra_ca_file"), "{err}");
     }
 
-    /// The client offers HTTP/2 through ALPN and streams over it.
+    /// How the HTTP/2 test server answers.
+    #[derive(Clone, Copy, PartialEq)]
+    enum H2Mode {
+        /// The whole hello answer on every request.
+        Hello,
+        /// The hello answer, then GOAWAY: one request per connection.
+        HelloThenClose,
+        /// A role and one text chunk, then nothing until the client resets
+        /// the stream.
+        Hold,
+    }
+
+    /// An HTTP/2-only TLS server (hyper) on 127.0.0.1. Records each request's
+    /// version and body, counts connections and the answers whose stream the
+    /// client reset before their end.
+    struct H2Server {
+        url: String,
+        ca_pem: String,
+        seen: Arc<std::sync::Mutex<Vec<(hyper::Version, Value)>>>,
+        connections: Arc<std::sync::atomic::AtomicUsize>,
+        reset: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    /// Counts a response body dropped before its end (the stream was reset).
+    struct ResetGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Drop for ResetGuard {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl H2Server {
+        async fn start(mode: H2Mode) -> H2Server {
+            use http_body_util::{BodyExt, StreamBody};
+            use hyper::body::Frame;
+            use hyper_util::rt::{TokioExecutor, TokioIo};
+
+            let (ca_pem, mut server_config) = pki();
+            server_config.alpn_protocols = vec![b"h2".to_vec()];
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("https://{}/v1", listener.local_addr().unwrap());
+            let server = H2Server {
+                url,
+                ca_pem,
+                seen: Arc::default(),
+                connections: Arc::default(),
+                reset: Arc::default(),
+            };
+            let (seen, connections, reset) = (
+                Arc::clone(&server.seen),
+                Arc::clone(&server.connections),
+                Arc::clone(&server.reset),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let (tcp, _) = listener.accept().await.unwrap();
+                    let tls = acceptor.accept(tcp).await.unwrap();
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    let (seen, reset) = (Arc::clone(&seen), Arc::clone(&reset));
+                    let answered = Arc::new(tokio::sync::Notify::new());
+                    let answered2 = Arc::clone(&answered);
+                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (seen, reset, answered) = (Arc::clone(&seen), Arc::clone(&reset), Arc::clone(&answered2));
+                        async move {
+                            let version = req.version();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let body: Value = serde_json::from_slice(&body).unwrap();
+                            let stream = body["stream"] == true;
+                            seen.lock().unwrap().push((version, body));
+                            if !stream {
+                                let json = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}}]});
+                                let frame = Ok::<_, std::convert::Infallible>(Frame::data(bytes::Bytes::from(
+                                    json.to_string(),
+                                )));
+                                answered.notify_one();
+                                return hyper::Response::builder()
+                                    .header("content-type", "application/json")
+                                    .body(BodyExt::boxed(StreamBody::new(futures::stream::iter([frame]))));
+                            }
+                            let events: Vec<Value> = match mode {
+                                H2Mode::Hold => vec![role(), text("a")],
+                                _ => vec![role(), text("Hel"), text("lo"), finish("stop"), usage(5, 2)],
+                            };
+                            let mut sse: String = events.iter().map(|v| format!("data: {v}\n\n")).collect();
+                            if mode != H2Mode::Hold {
+                                sse.push_str("data: [DONE]\n\n");
+                            }
+                            let first = futures::stream::iter([Ok::<_, std::convert::Infallible>(Frame::data(
+                                bytes::Bytes::from(sse),
+                            ))]);
+                            let body = if mode == H2Mode::Hold {
+                                let guard = ResetGuard(reset);
+                                let rest = futures::stream::pending().map(move |f| {
+                                    let _ = &guard;
+                                    f
+                                });
+                                BodyExt::boxed(StreamBody::new(first.chain(rest)))
+                            } else {
+                                BodyExt::boxed(StreamBody::new(first))
+                            };
+                            answered.notify_one();
+                            hyper::Response::builder()
+                                .header("content-type", "text/event-stream")
+                                .body(body)
+                        }
+                    });
+                    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), service);
+                    tokio::spawn(async move {
+                        tokio::pin!(conn);
+                        if mode == H2Mode::HelloThenClose {
+                            tokio::select! {
+                                _ = conn.as_mut() => return,
+                                () = answered.notified() => conn.as_mut().graceful_shutdown(),
+                            }
+                        }
+                        let _ = conn.await;
+                    });
+                }
+            });
+            server
+        }
+
+        fn backend(&self, dir: &tempfile::TempDir) -> CloudBackend {
+            let mut cfg = tier(&[&self.url]);
+            cfg.extra_ca_file = Some(ca_file(dir, self.ca_pem.clone()));
+            backend(&cfg)
+        }
+    }
+
+    /// The client offers HTTP/2 through ALPN and streams over it, every
+    /// request on one connection.
     #[tokio::test]
     async fn http2_is_negotiated_when_the_server_offers_it() {
-        use http_body_util::{BodyExt, Full};
-        use hyper_util::rt::{TokioExecutor, TokioIo};
-
-        let (ca_pem, mut server_config) = pki();
-        server_config.alpn_protocols = vec![b"h2".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("https://{}/v1", listener.local_addr().unwrap());
-        let seen = Arc::new(std::sync::Mutex::new(Vec::<(hyper::Version, Value)>::new()));
-        let seen2 = Arc::clone(&seen);
-        tokio::spawn(async move {
-            loop {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let tls = acceptor.accept(tcp).await.unwrap();
-                let seen = Arc::clone(&seen2);
-                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let seen = Arc::clone(&seen);
-                    async move {
-                        let version = req.version();
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        seen.lock()
-                            .unwrap()
-                            .push((version, serde_json::from_slice(&body).unwrap()));
-                        let sse = [role(), text("Hel"), text("lo"), finish("stop"), usage(5, 2)]
-                            .iter()
-                            .map(|v| format!("data: {v}\n\n"))
-                            .collect::<String>()
-                            + "data: [DONE]\n\n";
-                        hyper::Response::builder()
-                            .header("content-type", "text/event-stream")
-                            .body(Full::new(bytes::Bytes::from(sse)))
-                    }
-                });
-                tokio::spawn(
-                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), service),
-                );
-            }
-        });
+        let server = H2Server::start(H2Mode::Hello).await;
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = tier(&[&url]);
-        cfg.extra_ca_file = Some(ca_file(&dir, ca_pem));
-        let b = backend(&cfg);
-        for _ in 0..2 {
+        let b = server.backend(&dir);
+        for _ in 0..3 {
             assert_eq!(collect(open(&b, hi()).await.unwrap()).await, hello_events());
         }
-        let seen = seen.lock().unwrap().clone();
-        assert_eq!(seen.len(), 2);
+        let answer = b.complete_raw(hi()).await.unwrap();
+        assert_eq!(answer["choices"][0]["message"]["content"], "Hello");
+        let seen = server.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 4);
         assert!(seen.iter().all(|(v, _)| *v == hyper::Version::HTTP_2));
         assert_eq!(seen[0].1["model"], "upstream-70b");
+        assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    }
+
+    /// A server that closes its HTTP/2 connection after each answer: the
+    /// next request opens a new one, and no request fails or is retried.
+    #[tokio::test]
+    async fn a_closed_http2_connection_is_replaced_without_a_failed_try() {
+        let server = H2Server::start(H2Mode::HelloThenClose).await;
+        let dir = tempfile::tempdir().unwrap();
+        let b = server.backend(&dir);
+        for _ in 0..3 {
+            assert_eq!(collect(open(&b, hi()).await.unwrap()).await, hello_events());
+            // Let the GOAWAY and the close arrive.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(server.seen.lock().unwrap().len(), 3, "each request sent once");
+        assert_eq!(server.connections.load(Ordering::SeqCst), 3);
+        assert_eq!(b.health().endpoints[0].errors.values().sum::<u64>(), 0, "no try failed");
+    }
+
+    /// Dropping an answer resets its HTTP/2 stream at once; the connection
+    /// stays up for the next request.
+    #[tokio::test]
+    async fn dropping_an_http2_answer_resets_its_stream() {
+        let server = H2Server::start(H2Mode::Hold).await;
+        let dir = tempfile::tempdir().unwrap();
+        let b = server.backend(&dir);
+        for n in 1..=2 {
+            let mut s = open(&b, hi()).await.unwrap();
+            assert_eq!(s.next().await.unwrap().unwrap(), Event::text("a"));
+            drop(s);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while server.reset.load(Ordering::SeqCst) < n && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(
+                server.reset.load(Ordering::SeqCst),
+                n,
+                "the server saw answer {n} cancelled"
+            );
+        }
+        assert_eq!(server.connections.load(Ordering::SeqCst), 1);
     }
 }
