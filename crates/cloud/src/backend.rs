@@ -204,6 +204,9 @@ impl CloudBackend {
                     tries.failed_after_accept(acc.ep, &mut acc.permit, err);
                 }
                 Err(ReadError::Body(e)) => {
+                    if e.kind == BackendErrorKind::Timeout {
+                        self.inner.clients.get().forget(acc.ep, None).await;
+                    }
                     let err = self.err(e.kind, format!("reading the response: {}", e.message));
                     tries.failed_after_accept(acc.ep, &mut acc.permit, err);
                 }
@@ -617,12 +620,11 @@ impl Tries {
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
-        let sent = inner
-            .clients
-            .get()
-            .send(ep, endpoint.target.as_ref(), &endpoint.chat_url, out);
+        let lane = inner.clients.get();
+        let sent = lane.send(ep, endpoint.target.as_ref(), &endpoint.chat_url, out);
         let resp = match tokio::time::timeout(bound, sent).await {
             Err(_) => {
+                lane.forget(ep, None).await;
                 let err = self.err(
                     BackendErrorKind::Timeout,
                     format!("{}: no response headers within {} ms", endpoint.base, bound.as_millis()),
@@ -852,6 +854,11 @@ impl StreamState {
     /// after content the error goes to the caller and the stream ends.
     async fn fail(&mut self, err: BackendError) {
         let Some(mut cur) = self.cur.take() else { return };
+        if matches!(err.kind, BackendErrorKind::Timeout | BackendErrorKind::Stall) {
+            // A connection gone silent may be dead (the network changed):
+            // later tries and requests open a new one.
+            self.tries.inner.clients.get().forget(cur.ep, None).await;
+        }
         if self.content_seen {
             tracing::warn!(
                 tier = %self.tries.inner.name,

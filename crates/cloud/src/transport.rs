@@ -25,6 +25,7 @@
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use api::BackendErrorKind;
@@ -160,8 +161,9 @@ impl Target {
 enum Slot {
     /// Not connected yet, or the last connection is gone.
     Idle,
-    /// An open HTTP/2 connection.
-    Ready(h2::client::SendRequest<Bytes>),
+    /// An open HTTP/2 connection, numbered so that a request that found
+    /// one closed replaces that one only, never its successor.
+    Ready(h2::client::SendRequest<Bytes>, u64),
     /// Served through reqwest: no `h2` from this server, or not `https`.
     Reqwest,
 }
@@ -223,13 +225,13 @@ impl Lane {
             // A connection found closed is replaced once: the request never
             // left on it.
             for _ in 0..2 {
-                let Some(sender) = self.direct(ep, target).await? else {
+                let Some((sender, id)) = self.direct(ep, target).await? else {
                     break;
                 };
                 match send_h2(sender, target, &out).await {
                     Err(H2Failure::NotSent(e)) => {
                         tracing::debug!(endpoint = %target.url, error = %e.message, "HTTP/2 connection closed; reconnecting");
-                        self.forget(ep).await;
+                        self.forget(ep, Some(id)).await;
                     }
                     Err(H2Failure::Sent(e)) => return Err(e),
                     Ok(up) => return Ok(up),
@@ -245,10 +247,16 @@ impl Lane {
         self.send_reqwest(url, out).await
     }
 
-    /// Drops endpoint `ep`'s direct connection; the next request makes a new one.
-    async fn forget(&self, ep: usize) {
+    /// Drops endpoint `ep`'s direct connection (connection `id`, or
+    /// whichever is open); the next request makes a new one. A request
+    /// that got no answer in time calls it with `None`: a connection
+    /// whose network went away answers nothing and reports nothing, and
+    /// the retry must not queue behind it.
+    pub(crate) async fn forget(&self, ep: usize, id: Option<u64>) {
         let mut slot = self.slots[ep].lock().await;
-        if matches!(*slot, Slot::Ready(_)) {
+        if let Slot::Ready(_, open) = &*slot
+            && id.is_none_or(|id| id == *open)
+        {
             *slot = Slot::Idle;
         }
     }
@@ -277,25 +285,30 @@ impl Lane {
         })
     }
 
-    /// A sender on endpoint `ep`'s direct connection, connecting where
-    /// needed; `None` when the endpoint is served by reqwest.
+    /// A sender on endpoint `ep`'s direct connection and the connection's
+    /// number, connecting where needed; `None` when the endpoint is served
+    /// by reqwest.
     async fn direct(
         &self,
         ep: usize,
         target: &Target,
-    ) -> Result<Option<h2::client::SendRequest<Bytes>>, TransportError> {
+    ) -> Result<Option<(h2::client::SendRequest<Bytes>, u64)>, TransportError> {
+        static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
         let mut slot = self.slots[ep].lock().await;
         match &*slot {
             Slot::Reqwest => Ok(None),
-            Slot::Ready(s) => Ok(Some(s.clone())),
-            Slot::Idle => {
-                let made = self.connect(target).await?;
-                *slot = match &made {
-                    Some(s) => Slot::Ready(s.clone()),
-                    None => Slot::Reqwest,
-                };
-                Ok(made)
-            }
+            Slot::Ready(s, id) => Ok(Some((s.clone(), *id))),
+            Slot::Idle => match self.connect(target).await? {
+                Some(s) => {
+                    let id = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+                    *slot = Slot::Ready(s.clone(), id);
+                    Ok(Some((s, id)))
+                }
+                None => {
+                    *slot = Slot::Reqwest;
+                    Ok(None)
+                }
+            },
         }
     }
 

@@ -790,6 +790,9 @@ mod tls {
         /// A role and one text chunk, then nothing until the client resets
         /// the stream.
         Hold,
+        /// Nothing at all on the first connection (a network gone silent);
+        /// the hello answer on the others.
+        SilentFirstConnection,
     }
 
     /// An HTTP/2-only TLS server (hyper) on 127.0.0.1. Records each request's
@@ -839,7 +842,8 @@ mod tls {
                 loop {
                     let (tcp, _) = listener.accept().await.unwrap();
                     let tls = acceptor.accept(tcp).await.unwrap();
-                    connections.fetch_add(1, Ordering::SeqCst);
+                    let silent =
+                        connections.fetch_add(1, Ordering::SeqCst) == 0 && mode == H2Mode::SilentFirstConnection;
                     let (seen, reset) = (Arc::clone(&seen), Arc::clone(&reset));
                     let answered = Arc::new(tokio::sync::Notify::new());
                     let answered2 = Arc::clone(&answered);
@@ -851,6 +855,9 @@ mod tls {
                             let body: Value = serde_json::from_slice(&body).unwrap();
                             let stream = body["stream"] == true;
                             seen.lock().unwrap().push((version, body));
+                            if silent {
+                                futures::future::pending::<()>().await;
+                            }
                             if !stream {
                                 let json = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}}]});
                                 let frame = Ok::<_, std::convert::Infallible>(Frame::data(bytes::Bytes::from(
@@ -946,6 +953,32 @@ mod tls {
         assert_eq!(server.seen.lock().unwrap().len(), 3, "each request sent once");
         assert_eq!(server.connections.load(Ordering::SeqCst), 3);
         assert_eq!(b.health().endpoints[0].errors.values().sum::<u64>(), 0, "no try failed");
+    }
+
+    /// A connection that answers nothing (its network went away without a
+    /// word) is given up at the first timeout: the retry opens a new one
+    /// instead of queueing behind it.
+    #[tokio::test]
+    async fn a_silent_http2_connection_is_replaced_after_a_timeout() {
+        let server = H2Server::start(H2Mode::SilentFirstConnection).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = tier(&[&server.url]);
+        cfg.extra_ca_file = Some(ca_file(&dir, server.ca_pem.clone()));
+        cfg.first_token_timeout_ms = 300;
+        cfg.retries = 2;
+        let b = backend(&cfg);
+        assert_eq!(collect(open(&b, hi()).await.unwrap()).await, hello_events());
+        assert_eq!(server.seen.lock().unwrap().len(), 2, "one silent try, one answered");
+        assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            b.complete_raw(hi()).await.unwrap()["choices"][0]["message"]["content"],
+            "Hello"
+        );
+        assert_eq!(
+            server.connections.load(Ordering::SeqCst),
+            2,
+            "the new connection is kept"
+        );
     }
 
     /// Dropping an answer resets its HTTP/2 stream at once; the connection
