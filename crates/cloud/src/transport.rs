@@ -19,8 +19,11 @@
 //! A direct connection that the server closed (GOAWAY, idle timeout, reset)
 //! is replaced on the next request; a request that could not be handed to
 //! it is sent once more on the new one, since nothing of it reached the
-//! server. Dropping the answer's body resets the stream (the server sees the
-//! cancellation at once), and the connection stays up for other requests.
+//! server. A try that timed out drops its connection too ([`Lane::forget`]):
+//! one whose network went away says nothing, and the retry must not queue
+//! behind it. Dropping the answer's body resets the stream (the server sees
+//! the cancellation at once), and the connection stays up for other
+//! requests.
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -83,7 +86,7 @@ impl TransportError {
     }
 }
 
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
