@@ -16,6 +16,11 @@
 //!   (`HTTPS_PROXY`, `ALL_PROXY`), which reqwest honours and the direct
 //!   transport does not.
 //!
+//! A direct connection is made as reqwest's connector makes one: the
+//! name's addresses in turn, families alternating, a further attempt every
+//! 250 ms while the earlier ones are silent ([`connect_any`]); TCP_NODELAY
+//! and keep-alive; TLS with the tier's roots.
+//!
 //! A direct connection that the server closed (GOAWAY, idle timeout, reset)
 //! is replaced on the next request; a request that could not be handed to
 //! it is sent once more on the new one, since nothing of it reached the
@@ -25,7 +30,7 @@
 //! the cancellation at once), and the connection stays up for other
 //! requests.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -319,11 +324,16 @@ impl Lane {
     /// chose HTTP/1.1 (reqwest serves it from then on).
     async fn connect(&self, t: &Target) -> Result<Option<h2::client::SendRequest<Bytes>>, TransportError> {
         let connect = async {
-            let tcp = match &t.host {
-                Host::Ip(ip) => tokio::net::TcpStream::connect((*ip, t.port)).await,
-                Host::Name(name) => tokio::net::TcpStream::connect((name.as_str(), t.port)).await,
-            }
-            .map_err(|e| TransportError::new(BackendErrorKind::Connect, format!("tcp connect error: {e}")))?;
+            let addrs = match &t.host {
+                Host::Ip(ip) => vec![SocketAddr::new(*ip, t.port)],
+                Host::Name(name) => tokio::net::lookup_host((name.as_str(), t.port))
+                    .await
+                    .map_err(|e| TransportError::new(BackendErrorKind::Connect, format!("dns error: {e}")))?
+                    .collect(),
+            };
+            let tcp = connect_any(addrs)
+                .await
+                .map_err(|e| TransportError::new(BackendErrorKind::Connect, format!("tcp connect error: {e}")))?;
             // Nagle plus delayed ACK once cost a peer gateway 42 ms per
             // request: small frames must go out now.
             let _ = tcp.set_nodelay(true);
@@ -364,6 +374,66 @@ impl Lane {
                 BackendErrorKind::Connect,
                 format!("connect timed out after {} ms", self.connect_timeout.as_millis()),
             )),
+        }
+    }
+}
+
+/// How long a connection attempt runs alone before the next address is
+/// tried beside it (RFC 8305's "Connection Attempt Delay").
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Connects to the first of `addrs` that answers ("happy eyeballs", as
+/// reqwest's connector does): the address families take turns, and while an
+/// attempt has not answered after [`ATTEMPT_DELAY`] the next one starts
+/// beside it, so an address that swallows packets (a broken IPv6 route)
+/// delays the connection by that much, not by a whole connect timeout. A
+/// refused attempt starts the next one at once.
+pub(crate) async fn connect_any(addrs: Vec<SocketAddr>) -> std::io::Result<tokio::net::TcpStream> {
+    use futures::stream::FuturesUnordered;
+
+    let (v6, v4): (Vec<SocketAddr>, Vec<SocketAddr>) = addrs.iter().partition(|a| a.is_ipv6());
+    let first_v6 = addrs.first().is_some_and(SocketAddr::is_ipv6);
+    let (mut a, mut b) = if first_v6 {
+        (v6.into_iter(), v4.into_iter())
+    } else {
+        (v4.into_iter(), v6.into_iter())
+    };
+    let mut order = Vec::with_capacity(addrs.len());
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => break,
+            (x, y) => order.extend(x.into_iter().chain(y)),
+        }
+    }
+    let mut rest = order.into_iter();
+    let mut attempts = FuturesUnordered::new();
+    let mut last_err = None;
+    loop {
+        if attempts.is_empty() {
+            match rest.next() {
+                Some(addr) => attempts.push(tokio::net::TcpStream::connect(addr)),
+                None => {
+                    return Err(last_err.unwrap_or_else(|| {
+                        std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address")
+                    }));
+                }
+            }
+        }
+        tokio::select! {
+            Some(result) = attempts.next() => match result {
+                Ok(tcp) => return Ok(tcp),
+                Err(e) => {
+                    last_err = Some(e);
+                    if let Some(addr) = rest.next() {
+                        attempts.push(tokio::net::TcpStream::connect(addr));
+                    }
+                }
+            },
+            () = tokio::time::sleep(ATTEMPT_DELAY), if rest.len() > 0 => {
+                if let Some(addr) = rest.next() {
+                    attempts.push(tokio::net::TcpStream::connect(addr));
+                }
+            }
         }
     }
 }
@@ -439,4 +509,77 @@ fn build_client(tls: rustls::ClientConfig, http2: bool, connect_timeout: Duratio
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(UA)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// A listener whose accept queue is full: the kernel drops further
+    /// SYNs, so a connect to it hangs, like one to a broken route.
+    async fn swallowing_listener() -> (std::net::TcpListener, Vec<tokio::net::TcpStream>) {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+        socket.listen(0).unwrap();
+        let listener: std::net::TcpListener = socket.into();
+        let addr = listener.local_addr().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            if let Ok(Ok(s)) =
+                tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await
+            {
+                held.push(s);
+            }
+        }
+        (listener, held)
+    }
+
+    #[tokio::test]
+    async fn an_address_that_swallows_packets_only_delays_the_next() {
+        let (full, _held) = swallowing_listener().await;
+        let full = full.local_addr().unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(full))
+                .await
+                .is_err(),
+            "precondition: a connect to the full listener hangs"
+        );
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = open.local_addr().unwrap();
+        let tcp = tokio::time::timeout(Duration::from_secs(5), connect_any(vec![full, open]))
+            .await
+            .expect("the second address was tried beside the first")
+            .unwrap();
+        assert_eq!(tcp.peer_addr().unwrap(), open);
+    }
+
+    #[tokio::test]
+    async fn a_refused_address_moves_on_at_once_and_the_last_error_is_kept() {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = open.local_addr().unwrap();
+        let tcp = connect_any(vec![closed, open]).await.unwrap();
+        assert_eq!(tcp.peer_addr().unwrap(), open);
+        let err = connect_any(vec![closed]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            connect_any(vec![]).await.unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn targets_split_host_names_from_addresses() {
+        let t = Target::new(&"https://[::1]:8443/v1/chat/completions".parse().unwrap()).unwrap();
+        assert!(matches!(t.host, Host::Ip(IpAddr::V6(_))));
+        assert_eq!(t.port, 8443);
+        let t = Target::new(&"https://api.example.com/v1/chat/completions".parse().unwrap()).unwrap();
+        assert!(matches!(&t.host, Host::Name(n) if n == "api.example.com"));
+        assert_eq!(t.port, 443);
+        assert!(Target::new(&"http://127.0.0.1:9/v1/chat/completions".parse().unwrap()).is_none());
+    }
 }
