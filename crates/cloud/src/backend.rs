@@ -141,7 +141,10 @@ impl CloudBackend {
         // reqwest honours a proxy in the environment; the direct transport
         // would go around it.
         let proxy = transport::proxy_in_env();
-        let direct: Vec<bool> = endpoints.iter().map(|e| e.target.is_some() && !proxy).collect();
+        let direct: Vec<bool> = endpoints
+            .iter()
+            .map(|e| http2 && e.target.is_some() && !proxy)
+            .collect();
         let make = move || Lane::new(tls.clone(), http2, connect, &direct);
         let first = make().map_err(|e| CloudError::Client {
             tier: tier.clone(),
@@ -188,7 +191,7 @@ impl CloudBackend {
                     Ok(v) if v.get("error").is_some_and(|e| !e.is_null()) && v.get("choices").is_none() => {
                         let mut err = self.err(BackendErrorKind::InBand, "upstream answered 2xx with an error object");
                         err.upstream_body = Some(v);
-                        tries.failed_after_accept(acc.ep, &mut acc.permit, err);
+                        tries.failed_after_accept(acc.ep, &mut acc.permit, err).await;
                     }
                     Ok(v) if v.is_object() => {
                         acc.permit.success();
@@ -196,19 +199,16 @@ impl CloudBackend {
                     }
                     Ok(_) | Err(_) => {
                         let err = self.err(BackendErrorKind::Malformed, "response is not a JSON object");
-                        tries.failed_after_accept(acc.ep, &mut acc.permit, err);
+                        tries.failed_after_accept(acc.ep, &mut acc.permit, err).await;
                     }
                 },
                 Err(ReadError::TooLarge) => {
                     let err = self.err(BackendErrorKind::Malformed, "response body too large");
-                    tries.failed_after_accept(acc.ep, &mut acc.permit, err);
+                    tries.failed_after_accept(acc.ep, &mut acc.permit, err).await;
                 }
                 Err(ReadError::Body(e)) => {
-                    if e.kind == BackendErrorKind::Timeout {
-                        self.inner.clients.get().forget(acc.ep, None).await;
-                    }
                     let err = self.err(e.kind, format!("reading the response: {}", e.message));
-                    tries.failed_after_accept(acc.ep, &mut acc.permit, err);
+                    tries.failed_after_accept(acc.ep, &mut acc.permit, err).await;
                 }
             }
         }
@@ -555,7 +555,7 @@ impl Tries {
                     return Err(err);
                 }
                 Err((err, next)) => {
-                    self.record(ep, &mut permit, err);
+                    self.record(ep, &mut permit, err).await;
                     if next == Next::Skip {
                         self.skipped[ep] = true;
                     }
@@ -564,13 +564,23 @@ impl Tries {
         }
     }
 
-    /// A try that was accepted failed before content: count it and let the
-    /// next `open` go on.
-    fn failed_after_accept(&mut self, ep: usize, permit: &mut Permit, err: BackendError) {
-        self.record(ep, permit, err);
+    /// A connection that let a try time out or stall may be dead (its
+    /// network went away without a word): later tries and requests open a
+    /// new one.
+    async fn forget_if_silent(&self, ep: usize, err: &BackendError) {
+        if matches!(err.kind, BackendErrorKind::Timeout | BackendErrorKind::Stall) {
+            self.inner.clients.get().forget(ep, None).await;
+        }
     }
 
-    fn record(&mut self, ep: usize, permit: &mut Permit, err: BackendError) {
+    /// A try that was accepted failed before content: count it and let the
+    /// next `open` go on.
+    async fn failed_after_accept(&mut self, ep: usize, permit: &mut Permit, err: BackendError) {
+        self.record(ep, permit, err).await;
+    }
+
+    async fn record(&mut self, ep: usize, permit: &mut Permit, err: BackendError) {
+        self.forget_if_silent(ep, &err).await;
         let endpoint = &self.inner.endpoints[ep];
         tracing::warn!(
             tier = %self.inner.name,
@@ -607,9 +617,9 @@ impl Tries {
                 "application/json"
             },
             auth: endpoint.auth.as_ref(),
-            // Covers the body too, read later from the same response.
-            timeout: (!self.stream).then_some(inner.request_timeout),
         };
+        // A non-stream answer's body is read within the same bound
+        // (`complete_raw`).
         let bound = if self.stream {
             inner.first_token_timeout
         } else {
@@ -620,11 +630,12 @@ impl Tries {
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
-        let lane = inner.clients.get();
-        let sent = lane.send(ep, endpoint.target.as_ref(), &endpoint.chat_url, out);
+        let sent = inner
+            .clients
+            .get()
+            .send(ep, endpoint.target.as_ref(), &endpoint.chat_url, out);
         let resp = match tokio::time::timeout(bound, sent).await {
             Err(_) => {
-                lane.forget(ep, None).await;
                 let err = self.err(
                     BackendErrorKind::Timeout,
                     format!("{}: no response headers within {} ms", endpoint.base, bound.as_millis()),
@@ -854,11 +865,6 @@ impl StreamState {
     /// after content the error goes to the caller and the stream ends.
     async fn fail(&mut self, err: BackendError) {
         let Some(mut cur) = self.cur.take() else { return };
-        if matches!(err.kind, BackendErrorKind::Timeout | BackendErrorKind::Stall) {
-            // A connection gone silent may be dead (the network changed):
-            // later tries and requests open a new one.
-            self.tries.inner.clients.get().forget(cur.ep, None).await;
-        }
         if self.content_seen {
             tracing::warn!(
                 tier = %self.tries.inner.name,
@@ -866,12 +872,13 @@ impl StreamState {
                 kind = err.kind.as_str(),
                 "cloud stream failed after content"
             );
+            self.tries.forget_if_silent(cur.ep, &err).await;
             self.tries.inner.endpoints[cur.ep].stats.error(err.kind);
             cur.permit.failure();
             self.ready.push_back(Err(err));
             return;
         }
-        self.tries.failed_after_accept(cur.ep, &mut cur.permit, err);
+        self.tries.failed_after_accept(cur.ep, &mut cur.permit, err).await;
         // Close this connection before opening the next.
         drop(cur);
         match self.tries.open().await {

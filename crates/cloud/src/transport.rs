@@ -120,15 +120,11 @@ pub(crate) struct Outgoing<'a> {
     pub body: Bytes,
     pub accept: &'static str,
     pub auth: Option<&'a HeaderValue>,
-    /// reqwest's bound over the whole exchange, body included (non-stream
-    /// answers); the direct transport leaves it to the caller.
-    pub timeout: Option<Duration>,
 }
 
 /// Where an endpoint is, for the direct transport.
 #[derive(Debug)]
 pub(crate) struct Target {
-    url: Url,
     uri: http::Uri,
     host: Host,
     port: u16,
@@ -158,7 +154,6 @@ impl Target {
         Some(Target {
             uri: url.as_str().parse().ok()?,
             port: url.port_or_known_default()?,
-            url: url.clone(),
             host,
             server_name,
         })
@@ -200,7 +195,8 @@ pub(crate) fn proxy_in_env() -> bool {
 }
 
 impl Lane {
-    /// `direct[i]`: whether endpoint `i` may use the direct transport.
+    /// `direct[i]`: whether endpoint `i` may use the direct transport (an
+    /// `https` endpoint of a tier that offers HTTP/2, no proxy).
     pub(crate) fn new(
         tls: rustls::ClientConfig,
         http2: bool,
@@ -210,7 +206,7 @@ impl Lane {
         let http = build_client(tls.clone(), http2, connect_timeout)?;
         let slots = direct
             .iter()
-            .map(|&d| tokio::sync::Mutex::new(if d && http2 { Slot::Idle } else { Slot::Reqwest }))
+            .map(|&d| tokio::sync::Mutex::new(if d { Slot::Idle } else { Slot::Reqwest }))
             .collect();
         Ok(Lane {
             http,
@@ -232,24 +228,23 @@ impl Lane {
         if let Some(target) = target {
             // A connection found closed is replaced once: the request never
             // left on it.
-            for _ in 0..2 {
-                let Some((sender, id)) = self.direct(ep, target).await? else {
-                    break;
-                };
+            let mut replaced = false;
+            while let Some((sender, id)) = self.direct(ep, target, url).await? {
                 match send_h2(sender, target, &out).await {
-                    Err(H2Failure::NotSent(e)) => {
-                        tracing::debug!(endpoint = %target.url, error = %e.message, "HTTP/2 connection closed; reconnecting");
-                        self.forget(ep, Some(id)).await;
-                    }
-                    Err(H2Failure::Sent(e)) => return Err(e),
                     Ok(up) => return Ok(up),
+                    Err(H2Failure::Sent(e)) => return Err(e),
+                    Err(H2Failure::NotSent(e)) if replaced => {
+                        return Err(TransportError::new(
+                            BackendErrorKind::Connect,
+                            format!("the HTTP/2 connection closed at once, twice: {}", e.message),
+                        ));
+                    }
+                    Err(H2Failure::NotSent(e)) => {
+                        tracing::debug!(endpoint = %url, error = %e.message, "HTTP/2 connection closed; reconnecting");
+                        self.forget(ep, Some(id)).await;
+                        replaced = true;
+                    }
                 }
-            }
-            if !matches!(*self.slots[ep].lock().await, Slot::Reqwest) {
-                return Err(TransportError::new(
-                    BackendErrorKind::Connect,
-                    "the HTTP/2 connection closed at once, twice",
-                ));
             }
         }
         self.send_reqwest(url, out).await
@@ -279,13 +274,10 @@ impl Lane {
         if let Some(auth) = out.auth {
             rb = rb.header(AUTHORIZATION, auth.clone());
         }
-        if let Some(t) = out.timeout {
-            rb = rb.timeout(t);
-        }
-        let resp = rb.send().await.map_err(|e| TransportError::from_send(&e))?;
+        let mut resp = rb.send().await.map_err(|e| TransportError::from_send(&e))?;
         Ok(Upstream {
             status: resp.status(),
-            headers: resp.headers().clone(),
+            headers: std::mem::take(resp.headers_mut()),
             body: Box::pin(
                 resp.bytes_stream()
                     .map(|r| r.map_err(|e| TransportError::from_body(&e))),
@@ -300,13 +292,14 @@ impl Lane {
         &self,
         ep: usize,
         target: &Target,
+        url: &Url,
     ) -> Result<Option<(h2::client::SendRequest<Bytes>, u64)>, TransportError> {
         static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
         let mut slot = self.slots[ep].lock().await;
         match &*slot {
             Slot::Reqwest => Ok(None),
             Slot::Ready(s, id) => Ok(Some((s.clone(), *id))),
-            Slot::Idle => match self.connect(target).await? {
+            Slot::Idle => match self.connect(target, url).await? {
                 Some(s) => {
                     let id = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
                     *slot = Slot::Ready(s.clone(), id);
@@ -322,7 +315,7 @@ impl Lane {
 
     /// A new connection: `Some` if the server speaks HTTP/2, `None` if it
     /// chose HTTP/1.1 (reqwest serves it from then on).
-    async fn connect(&self, t: &Target) -> Result<Option<h2::client::SendRequest<Bytes>>, TransportError> {
+    async fn connect(&self, t: &Target, url: &Url) -> Result<Option<h2::client::SendRequest<Bytes>>, TransportError> {
         let connect = async {
             let addrs = match &t.host {
                 Host::Ip(ip) => vec![SocketAddr::new(*ip, t.port)],
@@ -360,7 +353,7 @@ impl Lane {
                         format!("HTTP/2 handshake: {}", error_chain(&e)),
                     )
                 })?;
-            let url = t.url.clone();
+            let url = url.clone();
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(endpoint = %url, error = %e, "HTTP/2 connection ended");

@@ -912,10 +912,15 @@ mod tls {
             server
         }
 
-        fn backend(&self, dir: &tempfile::TempDir) -> CloudBackend {
+        /// A tier of this server, trusting its CA (written into `dir`).
+        fn tier(&self, dir: &tempfile::TempDir) -> CloudTierConfig {
             let mut cfg = tier(&[&self.url]);
             cfg.extra_ca_file = Some(ca_file(dir, self.ca_pem.clone()));
-            backend(&cfg)
+            cfg
+        }
+
+        fn backend(&self, dir: &tempfile::TempDir) -> CloudBackend {
+            backend(&self.tier(dir))
         }
     }
 
@@ -962,8 +967,7 @@ mod tls {
     async fn a_silent_http2_connection_is_replaced_after_a_timeout() {
         let server = H2Server::start(H2Mode::SilentFirstConnection).await;
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = tier(&[&server.url]);
-        cfg.extra_ca_file = Some(ca_file(&dir, server.ca_pem.clone()));
+        let mut cfg = server.tier(&dir);
         cfg.first_token_timeout_ms = 300;
         cfg.retries = 2;
         let b = backend(&cfg);
