@@ -46,6 +46,7 @@ fn roundtrip(c: &mut Criterion) {
         connect_timeout_ms: 2_000,
         first_token_timeout_ms: 5_000,
         idle_timeout_ms: 5_000,
+        ping_after_idle_ms: 5_000,
         request_timeout_ms: 5_000,
         retries: 0,
         backoff_base_ms: 1,

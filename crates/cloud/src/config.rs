@@ -29,6 +29,13 @@ pub struct CloudTierConfig {
     /// Longest silence allowed between two pieces of a streamed body.
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
+    /// An HTTP/2 connection unused for longer than this is asked for a
+    /// PING as its next request leaves; without an answer within
+    /// `connect_timeout_ms` it is closed and the request sent again on a
+    /// new one. A connection whose network went away while the device
+    /// slept then costs seconds, not `first_token_timeout_ms`.
+    #[serde(default = "default_ping_after_idle_ms")]
+    pub ping_after_idle_ms: u64,
     /// Whole-response bound for a non-streamed request, per try.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
@@ -112,6 +119,9 @@ fn default_first_token_timeout_ms() -> u64 {
 }
 fn default_idle_timeout_ms() -> u64 {
     15_000
+}
+fn default_ping_after_idle_ms() -> u64 {
+    5_000
 }
 fn default_request_timeout_ms() -> u64 {
     120_000
@@ -224,6 +234,10 @@ impl CloudTierConfig {
                 return err(field, "must be at most 86400000 (one day)");
             }
         }
+        // 0 is allowed: a PING as every reused connection's request leaves.
+        if self.ping_after_idle_ms > 86_400_000 {
+            return err("ping_after_idle_ms", "must be at most 86400000 (one day)");
+        }
         if self.retries > 100 {
             return err("retries", "must be at most 100");
         }
@@ -310,6 +324,7 @@ mod tests {
         assert_eq!(c.connect_timeout_ms, 3000);
         assert_eq!(c.first_token_timeout_ms, 30000);
         assert_eq!(c.idle_timeout_ms, 15000);
+        assert_eq!(c.ping_after_idle_ms, 5000);
         assert_eq!(c.request_timeout_ms, 120000);
         assert_eq!(c.retries, 2);
         assert_eq!((c.backoff_base_ms, c.backoff_max_ms), (100, 2000));

@@ -28,13 +28,17 @@
 //! one whose network went away says nothing, and the retry must not queue
 //! behind it. Dropping the answer's body resets the stream (the server sees
 //! the cancellation at once), and the connection stays up for other
-//! requests.
+//! requests. A connection unused for `ping_after_idle_ms` sends a PING
+//! beside its next request ([`drive`]): one that does not answer it within
+//! the connect timeout is closed and the request sent on a new one, so a
+//! connection that died while the device slept costs that long, not a
+//! first-token timeout.
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use api::BackendErrorKind;
 use bytes::Bytes;
@@ -164,11 +168,93 @@ impl Target {
 enum Slot {
     /// Not connected yet, or the last connection is gone.
     Idle,
-    /// An open HTTP/2 connection, numbered so that a request that found
-    /// one closed replaces that one only, never its successor.
-    Ready(h2::client::SendRequest<Bytes>, u64),
+    /// An open HTTP/2 connection.
+    Ready(Conn),
     /// Served through reqwest: no `h2` from this server, or not `https`.
     Reqwest,
+}
+
+/// An open direct connection, numbered so that a request that found one
+/// closed replaces that one only, never its successor.
+#[derive(Clone)]
+struct Conn {
+    sender: h2::client::SendRequest<Bytes>,
+    id: u64,
+    watch: Arc<Watch>,
+}
+
+/// What a direct connection's task and its requests share: when it was
+/// last given a request, and whether it should prove itself alive.
+struct Watch {
+    last_request: std::sync::Mutex<Instant>,
+    /// Wakes the connection's task to send a PING.
+    ping: tokio::sync::Notify,
+    /// Set when the task closed the connection for not answering a PING.
+    silent: AtomicBool,
+}
+
+impl Watch {
+    fn new() -> Self {
+        Watch {
+            last_request: std::sync::Mutex::new(Instant::now()),
+            ping: tokio::sync::Notify::new(),
+            silent: AtomicBool::new(false),
+        }
+    }
+
+    /// A request is about to leave: if the connection has been unused for
+    /// longer than `idle`, its task sends a PING beside the request.
+    fn request(&self, idle: Duration) {
+        let now = Instant::now();
+        let last = std::mem::replace(&mut *self.last_request.lock().unwrap_or_else(|e| e.into_inner()), now);
+        if now.duration_since(last) > idle {
+            self.ping.notify_one();
+        }
+    }
+}
+
+/// Drives a direct connection. When a request asks ([`Watch::request`]),
+/// sends a PING; a connection that does not answer it within `timeout`
+/// has lost its network without a word (a device that slept, a NAT that
+/// forgot the flow): the task ends, which closes the connection and fails
+/// the requests on it, and they are sent again on a new one.
+async fn drive(
+    mut conn: h2::client::Connection<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Bytes>,
+    watch: Arc<Watch>,
+    timeout: Duration,
+    url: Url,
+) {
+    let mut pings = conn.ping_pong();
+    let ended = loop {
+        tokio::select! {
+            r = &mut conn => break r,
+            () = watch.ping.notified(), if pings.is_some() => {
+                let Some(pp) = pings.as_mut() else { continue };
+                let pong = tokio::time::timeout(timeout, pp.ping(h2::Ping::opaque()));
+                tokio::pin!(pong);
+                tokio::select! {
+                    r = &mut conn => break r,
+                    answer = &mut pong => match answer {
+                        Ok(Ok(_)) => {}
+                        // The connection is closing; it says why itself.
+                        Ok(Err(e)) => tracing::debug!(endpoint = %url, error = %e, "HTTP/2 PING failed"),
+                        Err(_) => {
+                            watch.silent.store(true, Ordering::Release);
+                            tracing::info!(
+                                endpoint = %url,
+                                timeout_ms = timeout.as_millis() as u64,
+                                "HTTP/2 connection did not answer a PING; closing it"
+                            );
+                            return;
+                        }
+                    },
+                }
+            }
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(endpoint = %url, error = %e, "HTTP/2 connection ended");
+    }
 }
 
 /// One serving lane's transports: its reqwest client and its direct
@@ -178,6 +264,7 @@ pub(crate) struct Lane {
     http: reqwest::Client,
     tls: Arc<rustls::ClientConfig>,
     connect_timeout: Duration,
+    ping_after_idle: Duration,
     slots: Arc<[tokio::sync::Mutex<Slot>]>,
 }
 
@@ -201,6 +288,7 @@ impl Lane {
         tls: rustls::ClientConfig,
         http2: bool,
         connect_timeout: Duration,
+        ping_after_idle: Duration,
         direct: &[bool],
     ) -> reqwest::Result<Lane> {
         let http = build_client(tls.clone(), http2, connect_timeout)?;
@@ -212,6 +300,7 @@ impl Lane {
             http,
             tls: Arc::new(tls),
             connect_timeout,
+            ping_after_idle,
             slots,
         })
     }
@@ -229,22 +318,31 @@ impl Lane {
             // A connection found closed is replaced once: the request never
             // left on it.
             let mut replaced = false;
-            while let Some((sender, id)) = self.direct(ep, target, url).await? {
-                match send_h2(sender, target, &out).await {
+            while let Some(conn) = self.direct(ep, target, url).await? {
+                conn.watch.request(self.ping_after_idle);
+                let failure = match send_h2(conn.sender, target, &out).await {
                     Ok(up) => return Ok(up),
+                    // Closed for not answering a PING: whatever of the
+                    // request left went nowhere.
+                    Err(H2Failure::Sent(_)) if conn.watch.silent.load(Ordering::Acquire) => TransportError::new(
+                        BackendErrorKind::Connect,
+                        format!(
+                            "the HTTP/2 connection did not answer a PING within {} ms",
+                            self.connect_timeout.as_millis()
+                        ),
+                    ),
                     Err(H2Failure::Sent(e)) => return Err(e),
-                    Err(H2Failure::NotSent(e)) if replaced => {
-                        return Err(TransportError::new(
-                            BackendErrorKind::Connect,
-                            format!("the HTTP/2 connection closed at once, twice: {}", e.message),
-                        ));
-                    }
-                    Err(H2Failure::NotSent(e)) => {
-                        tracing::debug!(endpoint = %url, error = %e.message, "HTTP/2 connection closed; reconnecting");
-                        self.forget(ep, Some(id)).await;
-                        replaced = true;
-                    }
+                    Err(H2Failure::NotSent(e)) => e,
+                };
+                if replaced {
+                    return Err(TransportError::new(
+                        BackendErrorKind::Connect,
+                        format!("the HTTP/2 connection failed at once, twice: {}", failure.message),
+                    ));
                 }
+                tracing::debug!(endpoint = %url, error = %failure.message, "HTTP/2 connection lost; reconnecting");
+                self.forget(ep, Some(conn.id)).await;
+                replaced = true;
             }
         }
         self.send_reqwest(url, out).await
@@ -257,8 +355,8 @@ impl Lane {
     /// the retry must not queue behind it.
     pub(crate) async fn forget(&self, ep: usize, id: Option<u64>) {
         let mut slot = self.slots[ep].lock().await;
-        if let Slot::Ready(_, open) = &*slot
-            && id.is_none_or(|id| id == *open)
+        if let Slot::Ready(open) = &*slot
+            && id.is_none_or(|id| id == open.id)
         {
             *slot = Slot::Idle;
         }
@@ -288,22 +386,18 @@ impl Lane {
     /// A sender on endpoint `ep`'s direct connection and the connection's
     /// number, connecting where needed; `None` when the endpoint is served
     /// by reqwest.
-    async fn direct(
-        &self,
-        ep: usize,
-        target: &Target,
-        url: &Url,
-    ) -> Result<Option<(h2::client::SendRequest<Bytes>, u64)>, TransportError> {
+    async fn direct(&self, ep: usize, target: &Target, url: &Url) -> Result<Option<Conn>, TransportError> {
         static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
         let mut slot = self.slots[ep].lock().await;
         match &*slot {
             Slot::Reqwest => Ok(None),
-            Slot::Ready(s, id) => Ok(Some((s.clone(), *id))),
+            Slot::Ready(conn) => Ok(Some(conn.clone())),
             Slot::Idle => match self.connect(target, url).await? {
-                Some(s) => {
+                Some((sender, watch)) => {
                     let id = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-                    *slot = Slot::Ready(s.clone(), id);
-                    Ok(Some((s, id)))
+                    let conn = Conn { sender, id, watch };
+                    *slot = Slot::Ready(conn.clone());
+                    Ok(Some(conn))
                 }
                 None => {
                     *slot = Slot::Reqwest;
@@ -315,7 +409,11 @@ impl Lane {
 
     /// A new connection: `Some` if the server speaks HTTP/2, `None` if it
     /// chose HTTP/1.1 (reqwest serves it from then on).
-    async fn connect(&self, t: &Target, url: &Url) -> Result<Option<h2::client::SendRequest<Bytes>>, TransportError> {
+    async fn connect(
+        &self,
+        t: &Target,
+        url: &Url,
+    ) -> Result<Option<(h2::client::SendRequest<Bytes>, Arc<Watch>)>, TransportError> {
         let connect = async {
             let addrs = match &t.host {
                 Host::Ip(ip) => vec![SocketAddr::new(*ip, t.port)],
@@ -353,13 +451,9 @@ impl Lane {
                         format!("HTTP/2 handshake: {}", error_chain(&e)),
                     )
                 })?;
-            let url = url.clone();
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(endpoint = %url, error = %e, "HTTP/2 connection ended");
-                }
-            });
-            Ok(Some(sender))
+            let watch = Arc::new(Watch::new());
+            tokio::spawn(drive(conn, Arc::clone(&watch), self.connect_timeout, url.clone()));
+            Ok(Some((sender, watch)))
         };
         match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(r) => r,

@@ -38,6 +38,7 @@ fn tier(urls: &[&str]) -> CloudTierConfig {
         connect_timeout_ms: 2_000,
         first_token_timeout_ms: 5_000,
         idle_timeout_ms: 2_000,
+        ping_after_idle_ms: 5_000,
         request_timeout_ms: 5_000,
         retries: 2,
         backoff_base_ms: 1,
@@ -983,6 +984,110 @@ mod tls {
             2,
             "the new connection is kept"
         );
+    }
+
+    /// A TCP relay in front of a server that can go silent: `freeze` stops
+    /// every connection made so far from passing anything on, either way,
+    /// while it stays open (a network gone away without a word, as after a
+    /// device's sleep); later connections pass.
+    struct Relay {
+        addr: std::net::SocketAddr,
+        /// Connections numbered below this pass nothing.
+        frozen_below: Arc<std::sync::atomic::AtomicUsize>,
+        made: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Relay {
+        async fn start(to: std::net::SocketAddr) -> Relay {
+            use std::sync::atomic::AtomicUsize;
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let relay = Relay {
+                addr: listener.local_addr().unwrap(),
+                frozen_below: Arc::default(),
+                made: Arc::default(),
+            };
+            let (frozen_below, made) = (Arc::clone(&relay.frozen_below), Arc::clone(&relay.made));
+            tokio::spawn(async move {
+                loop {
+                    let (client, _) = listener.accept().await.unwrap();
+                    let n = made.fetch_add(1, Ordering::SeqCst);
+                    let server = tokio::net::TcpStream::connect(to).await.unwrap();
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    for (mut from, mut to) in [(cr, sw), (sr, cw)] {
+                        let frozen_below: Arc<AtomicUsize> = Arc::clone(&frozen_below);
+                        tokio::spawn(async move {
+                            let mut buf = vec![0u8; 16 * 1024];
+                            loop {
+                                let Ok(read) = from.read(&mut buf).await else { return };
+                                if read == 0 {
+                                    return;
+                                }
+                                if n < frozen_below.load(Ordering::SeqCst) {
+                                    // Swallowed; the socket stays open.
+                                    futures::future::pending::<()>().await;
+                                }
+                                if to.write_all(&buf[..read]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                    }
+                }
+            });
+            relay
+        }
+
+        fn freeze(&self) {
+            self.frozen_below
+                .store(self.made.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
+    }
+
+    /// A connection whose network went silent while it sat unused is found
+    /// out by a PING as the next request leaves, and that request is sent
+    /// again on a new connection within the connect timeout, long before
+    /// the first-token timeout would have given up on it.
+    #[tokio::test]
+    async fn an_idle_http2_connection_that_went_silent_is_found_by_a_ping() {
+        let server = H2Server::start(H2Mode::Hello).await;
+        let relay = Relay::start(
+            server
+                .url
+                .trim_start_matches("https://")
+                .trim_end_matches("/v1")
+                .parse()
+                .unwrap(),
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = server.tier(&dir);
+        cfg.endpoints[0].url = format!("https://{}/v1", relay.addr);
+        cfg.ping_after_idle_ms = 100;
+        cfg.connect_timeout_ms = 500;
+        cfg.first_token_timeout_ms = 60_000;
+        cfg.retries = 0;
+        let b = backend(&cfg);
+        assert_eq!(collect(open(&b, hi()).await.unwrap()).await, hello_events());
+        // In use again before the idle limit: no PING, nothing in the way.
+        assert_eq!(collect(open(&b, hi()).await.unwrap()).await, hello_events());
+        relay.freeze();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let events = tokio::time::timeout(Duration::from_secs(30), async {
+            collect(open(&b, hi()).await.unwrap()).await
+        })
+        .await
+        .expect("the silent connection was not found out before the first-token timeout");
+        assert_eq!(events, hello_events());
+        assert_eq!(relay.made.load(Ordering::SeqCst), 2, "one new connection");
+        assert_eq!(
+            server.seen.lock().unwrap().len(),
+            3,
+            "the third request reached the server once"
+        );
+        assert_eq!(b.health().endpoints[0].errors.values().sum::<u64>(), 0, "no try failed");
     }
 
     /// Dropping an answer resets its HTTP/2 stream at once; the connection
