@@ -139,12 +139,12 @@ impl CloudBackend {
         let tls = tls::client_config(cfg.extra_ca_file.as_deref(), cfg.http2).map_err(config_err)?;
         let (http2, connect) = (cfg.http2, Duration::from_millis(cfg.connect_timeout_ms));
         let ping_after_idle = Duration::from_millis(cfg.ping_after_idle_ms);
-        // reqwest honours a proxy in the environment; the direct transport
-        // would go around it.
-        let proxy = transport::proxy_in_env();
+        // reqwest honours the environment's proxies; the direct transport
+        // would go around them.
+        let proxies = transport::env_proxies();
         let direct: Vec<bool> = endpoints
             .iter()
-            .map(|e| http2 && e.target.is_some() && !proxy)
+            .map(|e| http2 && e.target.as_ref().is_some_and(|t| !t.proxied(&proxies)))
             .collect();
         let make = move || Lane::new(tls.clone(), http2, connect, ping_after_idle, &direct);
         let first = make().map_err(|e| CloudError::Client {

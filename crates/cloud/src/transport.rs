@@ -12,9 +12,9 @@
 //!   connection task twice and leaves in two writes).
 //! - **reqwest** (HTTP/1.1 keep-alive, or HTTP/2 through hyper): plain
 //!   `http://` endpoints, `http2 = false`, servers that answer ALPN with
-//!   `http/1.1`, and any process with a proxy in its environment
-//!   (`HTTPS_PROXY`, `ALL_PROXY`), which reqwest honours and the direct
-//!   transport does not.
+//!   `http/1.1`, and endpoints that a proxy in the environment covers
+//!   (`HTTPS_PROXY`, `ALL_PROXY`, less `NO_PROXY`), which reqwest honours
+//!   and the direct transport does not.
 //!
 //! A direct connection is made as reqwest's connector makes one: the
 //! name's addresses in turn, families alternating, a further attempt every
@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 use api::BackendErrorKind;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use hyper_util::client::proxy::matcher::Matcher;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
 use reqwest::{StatusCode, Url};
 
@@ -142,6 +143,13 @@ enum Host {
 }
 
 impl Target {
+    /// Whether reqwest would send a request to this target through one of
+    /// `proxies`: the direct transport, which knows no proxy, must not
+    /// take it then.
+    pub(crate) fn proxied(&self, proxies: &Matcher) -> bool {
+        proxies.intercept(&self.uri).is_some()
+    }
+
     /// `None` where the direct transport does not apply: plain `http`.
     pub(crate) fn new(url: &Url) -> Option<Target> {
         if url.scheme() != "https" {
@@ -274,11 +282,10 @@ impl std::fmt::Debug for Lane {
     }
 }
 
-/// Whether reqwest would send this process's requests through a proxy.
-pub(crate) fn proxy_in_env() -> bool {
-    ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
-        .iter()
-        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
+/// The proxies of this process's environment (`HTTPS_PROXY`, `ALL_PROXY`,
+/// `NO_PROXY`, …), read by the code reqwest reads them with.
+pub(crate) fn env_proxies() -> Matcher {
+    Matcher::from_system()
 }
 
 impl Lane {
@@ -657,6 +664,34 @@ mod tests {
             connect_any(vec![]).await.unwrap_err().kind(),
             std::io::ErrorKind::NotFound
         );
+    }
+
+    /// The direct transport steps aside exactly where reqwest would use a
+    /// proxy: `NO_PROXY` names (and their subdomains) and networks go
+    /// around it.
+    #[test]
+    fn a_proxy_covers_every_target_but_those_no_proxy_names() {
+        let t = |url: &str| Target::new(&url.parse().unwrap()).unwrap();
+        let (cloud, lan, sub, ip) = (
+            t("https://api.example.com/v1/chat/completions"),
+            t("https://vllm.lan:8443/v1/chat/completions"),
+            t("https://gpu1.vllm.lan/v1/chat/completions"),
+            t("https://10.1.2.3/v1/chat/completions"),
+        );
+        let none = Matcher::builder().build();
+        assert!([&cloud, &lan, &sub, &ip].iter().all(|t| !t.proxied(&none)));
+        let https = Matcher::builder()
+            .https("http://proxy.corp:3128")
+            .no("vllm.lan, 10.0.0.0/8")
+            .build();
+        assert!(cloud.proxied(&https));
+        assert!(!lan.proxied(&https));
+        assert!(!sub.proxied(&https));
+        assert!(!ip.proxied(&https));
+        let http_only = Matcher::builder().http("http://proxy.corp:3128").build();
+        assert!(!cloud.proxied(&http_only), "an http proxy is not used for https");
+        let all = Matcher::builder().all("socks5://proxy.corp:1080").build();
+        assert!(cloud.proxied(&all) && lan.proxied(&all));
     }
 
     #[test]
