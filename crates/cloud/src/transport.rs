@@ -269,8 +269,10 @@ async fn drive(
 /// connections, one slot per endpoint of the tier.
 #[derive(Clone)]
 pub(crate) struct Lane {
-    http: reqwest::Client,
+    /// Replaced, pool and all, when a try through it timed out.
+    http: Arc<std::sync::Mutex<reqwest::Client>>,
     tls: Arc<rustls::ClientConfig>,
+    http2: bool,
     connect_timeout: Duration,
     ping_after_idle: Duration,
     slots: Arc<[tokio::sync::Mutex<Slot>]>,
@@ -304,8 +306,9 @@ impl Lane {
             .map(|&d| tokio::sync::Mutex::new(if d { Slot::Idle } else { Slot::Reqwest }))
             .collect();
         Ok(Lane {
-            http,
+            http: Arc::new(std::sync::Mutex::new(http)),
             tls: Arc::new(tls),
+            http2,
             connect_timeout,
             ping_after_idle,
             slots,
@@ -359,19 +362,28 @@ impl Lane {
     /// whichever is open); the next request makes a new one. A request
     /// that got no answer in time calls it with `None`: a connection
     /// whose network went away answers nothing and reports nothing, and
-    /// the retry must not queue behind it.
+    /// the retry must not queue behind it. For an endpoint served by
+    /// reqwest, whose pool cannot give up one connection, that replaces
+    /// the lane's client: its other pooled connections went quiet on the
+    /// same network, and each would cost the retry a timeout of its own.
+    /// Requests under way keep the old client until they end.
     pub(crate) async fn forget(&self, ep: usize, id: Option<u64>) {
         let mut slot = self.slots[ep].lock().await;
-        if let Slot::Ready(open) = &*slot
-            && id.is_none_or(|id| id == open.id)
-        {
-            *slot = Slot::Idle;
+        match &*slot {
+            Slot::Ready(open) if id.is_none_or(|id| id == open.id) => *slot = Slot::Idle,
+            Slot::Reqwest if id.is_none() => {
+                match build_client(rustls::ClientConfig::clone(&self.tls), self.http2, self.connect_timeout) {
+                    Ok(fresh) => *self.http.lock().unwrap_or_else(|e| e.into_inner()) = fresh,
+                    Err(e) => tracing::warn!(error = %e, "could not renew the HTTP client; keeping its pool"),
+                }
+            }
+            _ => {}
         }
     }
 
     async fn send_reqwest(&self, url: &Url, out: Outgoing<'_>) -> Result<Upstream, TransportError> {
-        let mut rb = self
-            .http
+        let client = self.http.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut rb = client
             .post(url.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, out.accept)

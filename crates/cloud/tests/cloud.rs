@@ -17,7 +17,7 @@ use api::{
 use cloud::{BreakerConfig, BreakerState, CloudBackend, CloudError, CloudTierConfig, EndpointConfig, ProcessEnv};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::{Server, Step, dead_url, finish, hello, role, text, usage};
+use support::{Relay, Server, Step, dead_url, finish, hello, role, text, usage};
 
 fn endpoint(url: &str) -> EndpointConfig {
     EndpointConfig {
@@ -717,6 +717,44 @@ async fn tools_are_refused_before_sending_when_unsupported() {
     assert_eq!(server.count(), 0);
 }
 
+/// Over HTTP/1.1 a timed-out try replaces the lane's pooled connections:
+/// when the network went silent under all of them, the retry opens a new
+/// one instead of waiting out a timeout on each dead one in turn.
+#[tokio::test]
+async fn a_timed_out_http1_try_gives_up_the_pooled_connections() {
+    // Three slow answers at once leave three connections in the pool.
+    let server = Server::start_keep_alive(|n| {
+        let mut steps = if n < 3 { vec![Step::Sleep(100)] } else { vec![] };
+        steps.extend(hello());
+        steps
+    })
+    .await;
+    let relay = Relay::start(&server.url).await;
+    let mut cfg = tier(&[&format!("http://{}/v1", relay.addr)]);
+    cfg.first_token_timeout_ms = 300;
+    cfg.retries = 2;
+    let b = backend(&cfg);
+    let answers =
+        futures::future::join_all((0..3).map(|_| async { collect(open(&b, hi()).await.unwrap()).await })).await;
+    assert!(answers.iter().all(|a| *a == hello_events()));
+    assert_eq!(
+        relay.made.load(Ordering::SeqCst),
+        3,
+        "precondition: three pooled connections"
+    );
+    // Let the three connections settle idle in the pool.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    relay.freeze();
+    assert_eq!(collect(open(&b, hi()).await.unwrap()).await, hello_events());
+    assert_eq!(
+        relay.made.load(Ordering::SeqCst),
+        4,
+        "one dead connection tried, then a new one"
+    );
+    let timeouts = b.health().endpoints[0].errors.values().sum::<u64>();
+    assert_eq!(timeouts, 1, "one try timed out");
+}
+
 mod tls {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
@@ -986,66 +1024,6 @@ mod tls {
         );
     }
 
-    /// A TCP relay in front of a server that can go silent: `freeze` stops
-    /// every connection made so far from passing anything on, either way,
-    /// while it stays open (a network gone away without a word, as after a
-    /// device's sleep); later connections pass.
-    struct Relay {
-        addr: std::net::SocketAddr,
-        /// Connections numbered below this pass nothing.
-        frozen_below: Arc<std::sync::atomic::AtomicUsize>,
-        made: Arc<std::sync::atomic::AtomicUsize>,
-    }
-
-    impl Relay {
-        async fn start(to: std::net::SocketAddr) -> Relay {
-            use std::sync::atomic::AtomicUsize;
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let relay = Relay {
-                addr: listener.local_addr().unwrap(),
-                frozen_below: Arc::default(),
-                made: Arc::default(),
-            };
-            let (frozen_below, made) = (Arc::clone(&relay.frozen_below), Arc::clone(&relay.made));
-            tokio::spawn(async move {
-                loop {
-                    let (client, _) = listener.accept().await.unwrap();
-                    let n = made.fetch_add(1, Ordering::SeqCst);
-                    let server = tokio::net::TcpStream::connect(to).await.unwrap();
-                    let (cr, cw) = client.into_split();
-                    let (sr, sw) = server.into_split();
-                    for (mut from, mut to) in [(cr, sw), (sr, cw)] {
-                        let frozen_below: Arc<AtomicUsize> = Arc::clone(&frozen_below);
-                        tokio::spawn(async move {
-                            let mut buf = vec![0u8; 16 * 1024];
-                            loop {
-                                let Ok(read) = from.read(&mut buf).await else { return };
-                                if read == 0 {
-                                    return;
-                                }
-                                if n < frozen_below.load(Ordering::SeqCst) {
-                                    // Swallowed; the socket stays open.
-                                    futures::future::pending::<()>().await;
-                                }
-                                if to.write_all(&buf[..read]).await.is_err() {
-                                    return;
-                                }
-                            }
-                        });
-                    }
-                }
-            });
-            relay
-        }
-
-        fn freeze(&self) {
-            self.frozen_below
-                .store(self.made.load(Ordering::SeqCst), Ordering::SeqCst);
-        }
-    }
-
     /// A connection whose network went silent while it sat unused is found
     /// out by a PING as the next request leaves, and that request is sent
     /// again on a new connection within the connect timeout, long before
@@ -1053,15 +1031,7 @@ mod tls {
     #[tokio::test]
     async fn an_idle_http2_connection_that_went_silent_is_found_by_a_ping() {
         let server = H2Server::start(H2Mode::Hello).await;
-        let relay = Relay::start(
-            server
-                .url
-                .trim_start_matches("https://")
-                .trim_end_matches("/v1")
-                .parse()
-                .unwrap(),
-        )
-        .await;
+        let relay = Relay::start(&server.url).await;
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = server.tier(&dir);
         cfg.endpoints[0].url = format!("https://{}/v1", relay.addr);

@@ -321,3 +321,61 @@ pub async fn dead_url() -> String {
     drop(l);
     format!("http://{addr}/v1")
 }
+
+/// A TCP relay in front of a server that can go silent: `freeze` stops
+/// every connection made so far from passing anything on, either way,
+/// while it stays open (a network gone away without a word, as after a
+/// device's sleep); later connections pass.
+pub struct Relay {
+    pub addr: std::net::SocketAddr,
+    /// Connections made through it so far.
+    pub made: Arc<AtomicUsize>,
+    /// Connections numbered below this pass nothing.
+    frozen_below: Arc<AtomicUsize>,
+}
+
+impl Relay {
+    /// Relays to the server at `url` (`http(s)://addr/...`).
+    pub async fn start(url: &str) -> Relay {
+        let to: std::net::SocketAddr = url.split('/').nth(2).unwrap().parse().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay = Relay {
+            addr: listener.local_addr().unwrap(),
+            made: Arc::default(),
+            frozen_below: Arc::default(),
+        };
+        let (made, frozen_below) = (Arc::clone(&relay.made), Arc::clone(&relay.frozen_below));
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let n = made.fetch_add(1, Ordering::SeqCst);
+                let server = tokio::net::TcpStream::connect(to).await.unwrap();
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut from, mut to) in [(cr, sw), (sr, cw)] {
+                    let frozen_below = Arc::clone(&frozen_below);
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(read @ 1..) = from.read(&mut buf).await {
+                            if n < frozen_below.load(Ordering::SeqCst) {
+                                // Swallowed; both sockets stay open.
+                                std::future::pending::<()>().await;
+                            }
+                            if to.write_all(&buf[..read]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        relay
+    }
+
+    pub fn freeze(&self) {
+        self.frozen_below
+            .store(self.made.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
