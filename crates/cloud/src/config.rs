@@ -29,8 +29,9 @@ pub struct CloudTierConfig {
     /// Longest silence allowed between two pieces of a streamed body.
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
-    /// An HTTP/2 connection unused for longer than this is asked for a
-    /// PING as its next request leaves; without an answer within
+    /// An HTTP/2 connection that carried nothing (no request sent, no
+    /// answer data received) for longer than this is asked for a PING as
+    /// its next request leaves; without an answer within
     /// `connect_timeout_ms` it is closed and the request sent again on a
     /// new one. A connection whose network went away while the device
     /// slept then costs seconds, not `first_token_timeout_ms`.

@@ -28,8 +28,9 @@
 //! one whose network went away says nothing, and the retry must not queue
 //! behind it. Dropping the answer's body resets the stream (the server sees
 //! the cancellation at once), and the connection stays up for other
-//! requests. A connection unused for `ping_after_idle_ms` sends a PING
-//! beside its next request ([`drive`]): one that does not answer it within
+//! requests. A connection that has carried nothing (no request sent, no
+//! answer data received) for `ping_after_idle_ms` sends a PING beside its
+//! next request ([`drive`]): one that does not answer it within
 //! the connect timeout is closed and the request sent on a new one, so a
 //! connection that died while the device slept costs that long, not a
 //! first-token timeout.
@@ -191,31 +192,46 @@ struct Conn {
     watch: Arc<Watch>,
 }
 
-/// What a direct connection's task and its requests share: when it was
-/// last given a request, and whether it should prove itself alive.
+/// What a direct connection's task and its requests share: when it last
+/// carried anything, and whether it should prove itself alive.
 struct Watch {
-    last_request: std::sync::Mutex<Instant>,
+    /// When a request last left or an answer's data last came in, in
+    /// milliseconds since [`epoch_ms`]'s start.
+    last_active: AtomicU64,
     /// Wakes the connection's task to send a PING.
     ping: tokio::sync::Notify,
     /// Set when the task closed the connection for not answering a PING.
     silent: AtomicBool,
 }
 
+/// Milliseconds since the first call: a clock for [`Watch`] that fits in
+/// an atomic.
+fn epoch_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    u64::try_from(EPOCH.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Watch {
     fn new() -> Self {
         Watch {
-            last_request: std::sync::Mutex::new(Instant::now()),
+            last_active: AtomicU64::new(epoch_ms()),
             ping: tokio::sync::Notify::new(),
             silent: AtomicBool::new(false),
         }
     }
 
-    /// A request is about to leave: if the connection has been unused for
-    /// longer than `idle`, its task sends a PING beside the request.
+    /// Data came in: the connection is alive.
+    fn active(&self) {
+        self.last_active.store(epoch_ms(), Ordering::Relaxed);
+    }
+
+    /// A request is about to leave: if the connection has carried nothing
+    /// for longer than `idle`, its task sends a PING beside the request. A
+    /// connection busy streaming an answer is never asked.
     fn request(&self, idle: Duration) {
-        let now = Instant::now();
-        let last = std::mem::replace(&mut *self.last_request.lock().unwrap_or_else(|e| e.into_inner()), now);
-        if now.duration_since(last) > idle {
+        let now = epoch_ms();
+        let last = self.last_active.swap(now, Ordering::Relaxed);
+        if u128::from(now.saturating_sub(last)) > idle.as_millis() {
             self.ping.notify_one();
         }
     }
@@ -330,7 +346,7 @@ impl Lane {
             let mut replaced = false;
             while let Some(conn) = self.direct(ep, target, url).await? {
                 conn.watch.request(self.ping_after_idle);
-                let failure = match send_h2(conn.sender, target, &out).await {
+                let failure = match send_h2(conn.sender, Arc::clone(&conn.watch), target, &out).await {
                     Ok(up) => return Ok(up),
                     // Closed for not answering a PING: whatever of the
                     // request left went nowhere.
@@ -553,6 +569,7 @@ enum H2Failure {
 
 async fn send_h2(
     sender: h2::client::SendRequest<Bytes>,
+    watch: Arc<Watch>,
     t: &Target,
     out: &Outgoing<'_>,
 ) -> Result<Upstream, H2Failure> {
@@ -578,13 +595,15 @@ async fn send_h2(
     // one write.
     tx.send_data(out.body.clone(), true).map_err(sent)?;
     let (head, body) = response.await.map_err(sent)?.into_parts();
-    let body = futures::stream::unfold(Some(body), |body| async move {
-        let mut body = body?;
+    watch.active();
+    let body = futures::stream::unfold(Some((body, watch)), |state| async move {
+        let (mut body, watch) = state?;
         match body.data().await? {
             Ok(bytes) => {
+                watch.active();
                 // Read means consumed: the window opens again at once.
                 let _ = body.flow_control().release_capacity(bytes.len());
-                Some((Ok(bytes), Some(body)))
+                Some((Ok(bytes), Some((body, watch))))
             }
             Err(e) => Some((Err(TransportError::h2(&e)), None)),
         }
@@ -676,6 +695,27 @@ mod tests {
             connect_any(vec![]).await.unwrap_err().kind(),
             std::io::ErrorKind::NotFound
         );
+    }
+
+    /// A PING goes with a request only after the connection carried
+    /// nothing for the idle limit: data coming in counts as use.
+    #[test]
+    fn a_connection_is_asked_for_a_ping_only_after_carrying_nothing() {
+        use futures::FutureExt;
+        let pinged = |w: &Watch| w.ping.notified().now_or_never().is_some();
+        let idle = Duration::from_millis(30);
+        let w = Watch::new();
+        w.request(idle);
+        assert!(!pinged(&w), "a new connection is not asked");
+        std::thread::sleep(Duration::from_millis(60));
+        w.active();
+        w.request(idle);
+        assert!(!pinged(&w), "an answer's data just came in");
+        std::thread::sleep(Duration::from_millis(60));
+        w.request(idle);
+        assert!(pinged(&w), "silent for longer than the limit");
+        w.request(idle);
+        assert!(!pinged(&w), "the request itself was use");
     }
 
     /// The direct transport steps aside exactly where reqwest would use a
