@@ -192,7 +192,7 @@ impl CloudBackend {
                     Ok(v) if v.get("error").is_some_and(|e| !e.is_null()) && v.get("choices").is_none() => {
                         let mut err = self.err(BackendErrorKind::InBand, "upstream answered 2xx with an error object");
                         err.upstream_body = Some(v);
-                        tries.failed_after_accept(acc.ep, &mut acc.permit, err).await;
+                        tries.record(acc.ep, &mut acc.permit, err).await;
                     }
                     Ok(v) if v.is_object() => {
                         acc.permit.success();
@@ -200,16 +200,16 @@ impl CloudBackend {
                     }
                     Ok(_) | Err(_) => {
                         let err = self.err(BackendErrorKind::Malformed, "response is not a JSON object");
-                        tries.failed_after_accept(acc.ep, &mut acc.permit, err).await;
+                        tries.record(acc.ep, &mut acc.permit, err).await;
                     }
                 },
                 Err(ReadError::TooLarge) => {
                     let err = self.err(BackendErrorKind::Malformed, "response body too large");
-                    tries.failed_after_accept(acc.ep, &mut acc.permit, err).await;
+                    tries.record(acc.ep, &mut acc.permit, err).await;
                 }
                 Err(ReadError::Body(e)) => {
                     let err = self.err(e.kind, format!("reading the response: {}", e.message));
-                    tries.failed_after_accept(acc.ep, &mut acc.permit, err).await;
+                    tries.record(acc.ep, &mut acc.permit, err).await;
                 }
             }
         }
@@ -574,12 +574,8 @@ impl Tries {
         }
     }
 
-    /// A try that was accepted failed before content: count it and let the
+    /// A try failed before content (sent or not): count it and let the
     /// next `open` go on.
-    async fn failed_after_accept(&mut self, ep: usize, permit: &mut Permit, err: BackendError) {
-        self.record(ep, permit, err).await;
-    }
-
     async fn record(&mut self, ep: usize, permit: &mut Permit, err: BackendError) {
         self.forget_if_silent(ep, &err).await;
         let endpoint = &self.inner.endpoints[ep];
@@ -879,7 +875,7 @@ impl StreamState {
             self.ready.push_back(Err(err));
             return;
         }
-        self.tries.failed_after_accept(cur.ep, &mut cur.permit, err).await;
+        self.tries.record(cur.ep, &mut cur.permit, err).await;
         // Close this connection before opening the next.
         drop(cur);
         match self.tries.open().await {

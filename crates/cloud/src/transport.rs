@@ -200,6 +200,8 @@ struct Watch {
     last_active: AtomicU64,
     /// Wakes the connection's task to send a PING.
     ping: tokio::sync::Notify,
+    /// How long a PING may go unanswered.
+    ping_timeout: Duration,
     /// Set when the task closed the connection for not answering a PING.
     silent: AtomicBool,
 }
@@ -212,10 +214,11 @@ fn epoch_ms() -> u64 {
 }
 
 impl Watch {
-    fn new() -> Self {
+    fn new(ping_timeout: Duration) -> Self {
         Watch {
             last_active: AtomicU64::new(epoch_ms()),
             ping: tokio::sync::Notify::new(),
+            ping_timeout,
             silent: AtomicBool::new(false),
         }
     }
@@ -238,21 +241,21 @@ impl Watch {
 }
 
 /// Drives a direct connection. When a request asks ([`Watch::request`]),
-/// sends a PING; a connection that does not answer it within `timeout`
-/// has lost its network without a word (a device that slept, a NAT that
+/// sends a PING; a connection that does not answer it in time has lost its network without a word (a device that slept, a NAT that
 /// forgot the flow): the task ends, which closes the connection and fails
 /// the requests on it, and they are sent again on a new one.
 async fn drive(
     mut conn: h2::client::Connection<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Bytes>,
     watch: Arc<Watch>,
-    timeout: Duration,
     url: Url,
 ) {
+    let timeout = watch.ping_timeout;
+    // Taken once, from a connection just made: always there.
     let mut pings = conn.ping_pong();
     let ended = loop {
         tokio::select! {
             r = &mut conn => break r,
-            () = watch.ping.notified(), if pings.is_some() => {
+            () = watch.ping.notified() => {
                 let Some(pp) = pings.as_mut() else { continue };
                 let pong = tokio::time::timeout(timeout, pp.ping(h2::Ping::opaque()));
                 tokio::pin!(pong);
@@ -344,19 +347,9 @@ impl Lane {
             // A connection found closed is replaced once: the request never
             // left on it.
             let mut replaced = false;
-            while let Some(conn) = self.direct(ep, target, url).await? {
-                conn.watch.request(self.ping_after_idle);
-                let failure = match send_h2(conn.sender, Arc::clone(&conn.watch), target, &out).await {
+            while let Some(Conn { sender, id, watch }) = self.direct(ep, target, url).await? {
+                let failure = match send_h2(sender, &watch, self.ping_after_idle, target, &out).await {
                     Ok(up) => return Ok(up),
-                    // Closed for not answering a PING: whatever of the
-                    // request left went nowhere.
-                    Err(H2Failure::Sent(_)) if conn.watch.silent.load(Ordering::Acquire) => TransportError::new(
-                        BackendErrorKind::Connect,
-                        format!(
-                            "the HTTP/2 connection did not answer a PING within {} ms",
-                            self.connect_timeout.as_millis()
-                        ),
-                    ),
                     Err(H2Failure::Sent(e)) => return Err(e),
                     Err(H2Failure::NotSent(e)) => e,
                 };
@@ -367,7 +360,7 @@ impl Lane {
                     ));
                 }
                 tracing::debug!(endpoint = %url, error = %failure.message, "HTTP/2 connection lost; reconnecting");
-                self.forget(ep, Some(conn.id)).await;
+                self.forget(ep, Some(id)).await;
                 replaced = true;
             }
         }
@@ -486,8 +479,8 @@ impl Lane {
                         format!("HTTP/2 handshake: {}", error_chain(&e)),
                     )
                 })?;
-            let watch = Arc::new(Watch::new());
-            tokio::spawn(drive(conn, Arc::clone(&watch), self.connect_timeout, url.clone()));
+            let watch = Arc::new(Watch::new(self.connect_timeout));
+            tokio::spawn(drive(conn, Arc::clone(&watch), url.clone()));
             Ok(Some((sender, watch)))
         };
         match tokio::time::timeout(self.connect_timeout, connect).await {
@@ -561,20 +554,37 @@ pub(crate) async fn connect_any(addrs: Vec<SocketAddr>) -> std::io::Result<tokio
 }
 
 /// Why a direct request failed: before anything of it reached the
-/// connection (safe to send again on a new one), or after.
+/// connection, or on a connection closed for not answering a PING (either
+/// way nothing reached the server: safe to send again on a new one), or
+/// after.
 enum H2Failure {
     NotSent(TransportError),
     Sent(TransportError),
 }
 
+/// Sends `out` on a direct connection; `idle`: see [`Watch::request`].
 async fn send_h2(
     sender: h2::client::SendRequest<Bytes>,
-    watch: Arc<Watch>,
+    watch: &Arc<Watch>,
+    idle: Duration,
     t: &Target,
     out: &Outgoing<'_>,
 ) -> Result<Upstream, H2Failure> {
+    watch.request(idle);
     let not_sent = |e: h2::Error| H2Failure::NotSent(TransportError::h2(&e));
-    let sent = |e: h2::Error| H2Failure::Sent(TransportError::h2(&e));
+    let sent = |e: h2::Error| {
+        if watch.silent.load(Ordering::Acquire) {
+            H2Failure::NotSent(TransportError::new(
+                BackendErrorKind::Connect,
+                format!(
+                    "the HTTP/2 connection did not answer a PING within {} ms",
+                    watch.ping_timeout.as_millis()
+                ),
+            ))
+        } else {
+            H2Failure::Sent(TransportError::h2(&e))
+        }
+    };
     let mut sender = sender.ready().await.map_err(not_sent)?;
     let mut req = http::Request::post(t.uri.clone())
         .header(CONTENT_TYPE, "application/json")
@@ -596,7 +606,7 @@ async fn send_h2(
     tx.send_data(out.body.clone(), true).map_err(sent)?;
     let (head, body) = response.await.map_err(sent)?.into_parts();
     watch.active();
-    let body = futures::stream::unfold(Some((body, watch)), |state| async move {
+    let body = futures::stream::unfold(Some((body, Arc::clone(watch))), |state| async move {
         let (mut body, watch) = state?;
         match body.data().await? {
             Ok(bytes) => {
@@ -704,7 +714,7 @@ mod tests {
         use futures::FutureExt;
         let pinged = |w: &Watch| w.ping.notified().now_or_never().is_some();
         let idle = Duration::from_millis(30);
-        let w = Watch::new();
+        let w = Watch::new(Duration::from_secs(3));
         w.request(idle);
         assert!(!pinged(&w), "a new connection is not asked");
         std::thread::sleep(Duration::from_millis(60));
